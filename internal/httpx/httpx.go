@@ -1,0 +1,220 @@
+// Package httpx holds what every HTTP handler of the server shares: the one
+// JSON error shape, request ids, request logging, panic recovery and
+// per-route metrics.
+package httpx
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// ErrorBody is the one error shape: {"error":{"code","message"}}.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail names the error for programs (code) and people (message).
+type ErrorDetail struct {
+	Code      string `json:"code"`
+	Message   string `json:"message"`
+	RequestID string `json:"requestId,omitempty"`
+}
+
+// WriteJSON writes v with status.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		b = []byte(`{"error":{"code":"internal","message":"could not encode the response"}}`)
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// WriteError writes the error shape, tagged with the request id so a user
+// can quote it and an operator can find the log line.
+func WriteError(w http.ResponseWriter, r *http.Request, status int, code, message string) {
+	WriteJSON(w, status, ErrorBody{Error: ErrorDetail{Code: code, Message: message, RequestID: RequestID(r.Context())}})
+}
+
+type ctxKey struct{}
+
+type routeKey struct{}
+
+// RequestID returns the request's id, or "".
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(ctxKey{}).(string)
+	return id
+}
+
+// validID accepts ids a client may reasonably send; anything else is
+// replaced so that logs cannot be forged or bloated through the header.
+func validID(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == ':') {
+			return false
+		}
+	}
+	return true
+}
+
+func newID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Metrics are the HTTP collectors.
+type Metrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	panics   prometheus.Counter
+}
+
+// NewMetrics registers the HTTP collectors on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "analytics_http_requests_total",
+			Help: "HTTP requests by route template, method and status code.",
+		}, []string{"route", "method", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "analytics_http_request_duration_seconds",
+			Help:    "HTTP request durations by route template and method (streams: until the first byte is flushed).",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"route", "method"}),
+		panics: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "analytics_http_panics_total",
+			Help: "Handler panics recovered into a 500.",
+		}),
+	}
+	reg.MustRegister(m.requests, m.duration, m.panics)
+	return m
+}
+
+// statusWriter records the status and whether anything was written; it
+// passes Flush and Unwrap through for streaming handlers.
+type statusWriter struct {
+	http.ResponseWriter
+	status  int
+	written bool
+	ttfb    time.Duration
+	start   time.Time
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.written {
+		w.status = code
+		w.written = true
+		w.ttfb = time.Since(w.start)
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if !w.written {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Flush() {
+	if !w.written {
+		w.WriteHeader(http.StatusOK)
+	}
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the connection (deadlines).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Middleware wraps every request: it sets the request id, recovers panics
+// into a 500 JSON with the stack logged, counts the request by route
+// template, and logs one line per request.
+func Middleware(log *slog.Logger, m *Metrics) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			start := time.Now()
+			id := r.Header.Get("X-Request-ID")
+			if !validID(id) {
+				id = newID()
+			}
+			w.Header().Set("X-Request-ID", id)
+			route := "unmatched"
+			ctx := context.WithValue(r.Context(), ctxKey{}, id)
+			r = r.WithContext(context.WithValue(ctx, routeKey{}, &route))
+			sw := &statusWriter{ResponseWriter: w, start: start}
+			defer func() {
+				if p := recover(); p != nil {
+					if p == http.ErrAbortHandler {
+						panic(p)
+					}
+					m.panics.Inc()
+					log.Error("panic", "request_id", id, "panic", p, "stack", string(debug.Stack()))
+					if !sw.written {
+						WriteError(sw, r, http.StatusInternalServerError, "internal", "internal server error")
+					}
+				}
+				status := sw.status
+				if !sw.written {
+					status = http.StatusOK
+				}
+				elapsed := time.Since(start)
+				ttfb := sw.ttfb
+				if ttfb == 0 {
+					ttfb = elapsed
+				}
+				m.requests.WithLabelValues(route, r.Method, strconv.Itoa(status)).Inc()
+				m.duration.WithLabelValues(route, r.Method).Observe(ttfb.Seconds())
+				level := slog.LevelInfo
+				if status >= 500 {
+					level = slog.LevelError
+				}
+				log.LogAttrs(r.Context(), level, "request",
+					slog.String("request_id", id),
+					slog.String("method", r.Method),
+					slog.String("route", route),
+					slog.String("path", r.URL.Path),
+					slog.Int("status", status),
+					slog.Duration("duration", elapsed),
+					slog.String("remote", r.RemoteAddr))
+			}()
+			next.ServeHTTP(sw, r)
+		})
+	}
+}
+
+// TagRoute is a mux middleware (router.Use) that tells Middleware which
+// route template matched, so that metric labels are templates, never raw
+// paths, and stay bounded. Requests no route matches stay "unmatched".
+func TagRoute(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p, ok := r.Context().Value(routeKey{}).(*string); ok {
+			if route := mux.CurrentRoute(r); route != nil {
+				if t, err := route.GetPathTemplate(); err == nil {
+					*p = t
+				} else if t, err := route.GetPathRegexp(); err == nil {
+					*p = t
+				}
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,133 @@
+// Package storage is the PostgreSQL side of the server: the connection
+// pool, schema migrations, the summary queries, and the synthetic data
+// generator. It implements summary.Store.
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Options configure the pool. Zero values take the defaults in brackets.
+type Options struct {
+	URL              string
+	MaxConns         int32         // [10]
+	MinConns         int32         // [0]
+	ConnectTimeout   time.Duration // [5s]
+	StatementTimeout time.Duration // [30s]; a runaway query is cancelled by the server
+	// CreateDatabase creates the database named in URL when it does not
+	// exist and the role is allowed to.
+	CreateDatabase bool
+}
+
+// DB is the PostgreSQL store.
+type DB struct {
+	pool *pgxpool.Pool
+}
+
+// Open connects, creating the database first when asked and needed.
+func Open(ctx context.Context, o Options) (*DB, error) {
+	cfg, err := poolConfig(o)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := connect(ctx, cfg)
+	if err != nil && o.CreateDatabase && isCode(err, "3D000") { // invalid_catalog_name
+		if cerr := createDatabase(ctx, cfg); cerr != nil {
+			return nil, cerr
+		}
+		pool, err = connect(ctx, cfg)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &DB{pool: pool}, nil
+}
+
+func poolConfig(o Options) (*pgxpool.Config, error) {
+	cfg, err := pgxpool.ParseConfig(o.URL)
+	if err != nil {
+		// pgx's message can echo the password; say only what is wrong.
+		return nil, errors.New("storage: DATABASE_URL is not a valid PostgreSQL URL or DSN")
+	}
+	cfg.MaxConns = orDefault(o.MaxConns, 10)
+	cfg.MinConns = o.MinConns
+	cfg.MaxConnLifetime = time.Hour
+	cfg.MaxConnIdleTime = 5 * time.Minute
+	cfg.HealthCheckPeriod = 30 * time.Second
+	cfg.ConnConfig.ConnectTimeout = orDefault(o.ConnectTimeout, 5*time.Second)
+	st := orDefault(o.StatementTimeout, 30*time.Second)
+	if _, set := cfg.ConnConfig.RuntimeParams["statement_timeout"]; !set {
+		cfg.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(st.Milliseconds(), 10)
+	}
+	if _, set := cfg.ConnConfig.RuntimeParams["application_name"]; !set {
+		cfg.ConnConfig.RuntimeParams["application_name"] = "analyticsd"
+	}
+	return cfg, nil
+}
+
+func connect(ctx context.Context, cfg *pgxpool.Config) (*pgxpool.Pool, error) {
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("storage: connect: %w", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, cfg.ConnConfig.ConnectTimeout+time.Second)
+	defer cancel()
+	if err := pool.Ping(pctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("storage: connect to %s:%d/%s: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database, err)
+	}
+	return pool, nil
+}
+
+// createDatabase connects to the maintenance database "postgres" with the
+// same credentials and creates cfg's database.
+func createDatabase(ctx context.Context, cfg *pgxpool.Config) error {
+	name := cfg.ConnConfig.Database
+	admin := cfg.ConnConfig.Copy()
+	admin.Database = "postgres"
+	conn, err := pgx.ConnectConfig(ctx, admin)
+	if err != nil {
+		return fmt.Errorf("storage: database %q does not exist and the maintenance database is unreachable: %w", name, err)
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
+	if err != nil && !isCode(err, "42P04") { // duplicate_database: another instance won the race
+		return fmt.Errorf("storage: create database %q: %w", name, err)
+	}
+	return nil
+}
+
+// Pool exposes the pool to the data generator and tests.
+func (db *DB) Pool() *pgxpool.Pool { return db.pool }
+
+// Close releases every connection.
+func (db *DB) Close() { db.pool.Close() }
+
+// Ping checks that a connection can be acquired and used.
+func (db *DB) Ping(ctx context.Context) error {
+	if err := db.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("storage: ping: %w", err)
+	}
+	return nil
+}
+
+func isCode(err error, code string) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == code
+}
+
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}

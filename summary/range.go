@@ -1,0 +1,209 @@
+package summary
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Range is a resolved, normalized time range: absolute UTC instants with at
+// most microsecond precision (PostgreSQL's), inclusive of both ends.
+type Range struct {
+	From, To time.Time
+}
+
+// Key is the canonical form of the range, shared by every spelling of the
+// same two instants ("…T02:00:00+02:00" and "…T00:00:00Z" give one key).
+func (r Range) Key() string {
+	return FormatInstant(r.From) + ":" + FormatInstant(r.To)
+}
+
+// Span is the length of the range.
+func (r Range) Span() time.Duration { return r.To.Sub(r.From) }
+
+// FormatInstant renders t as RFC 3339 in UTC with milliseconds, or
+// microseconds when t has sub-millisecond digits, so that one instant has
+// exactly one spelling.
+func FormatInstant(t time.Time) string {
+	t = t.UTC()
+	if t.Nanosecond()%int(time.Millisecond) == 0 {
+		return t.Format("2006-01-02T15:04:05.000Z")
+	}
+	return t.Format("2006-01-02T15:04:05.000000Z")
+}
+
+// ParamError is a client error about one query parameter. Handlers turn it
+// into a 400 {"error":{"code","message"}}.
+type ParamError struct {
+	Param   string
+	Code    string
+	Message string
+}
+
+func (e *ParamError) Error() string { return e.Message }
+
+// Error codes of ParamError.
+const (
+	CodeMissingParameter = "missing_parameter"
+	CodeInvalidParameter = "invalid_parameter"
+	CodeInvalidRange     = "invalid_range"
+	CodeRangeTooLarge    = "range_too_large"
+)
+
+// maxParamLen bounds what the parser looks at; no valid value is longer.
+const maxParamLen = 64
+
+// maxRelative bounds a relative offset so that arithmetic cannot overflow.
+const maxRelative = 100 * 366 * 24 * time.Hour
+
+// RangeParser resolves from/to query parameters into a Range.
+type RangeParser struct {
+	// Now returns the current time; time.Now when nil.
+	Now func() time.Time
+	// Align is the step "now" is truncated to, so that every client within
+	// one refresh interval resolves "now" to the same instant and shares
+	// one cache key. Zero or negative disables alignment (then "now" is
+	// still truncated to the millisecond).
+	Align time.Duration
+	// MaxRange is the longest allowed span; zero means unlimited.
+	MaxRange time.Duration
+}
+
+// AlignedNow is the instant "now" resolves to.
+func (p RangeParser) AlignedNow() time.Time {
+	now := time.Now
+	if p.Now != nil {
+		now = p.Now
+	}
+	ms := now().UnixMilli()
+	if step := p.Align.Milliseconds(); step > 0 {
+		ms -= ms % step
+	}
+	return time.UnixMilli(ms).UTC()
+}
+
+// Parse validates and resolves the two parameters.
+func (p RangeParser) Parse(from, to string) (Range, error) {
+	now := p.AlignedNow()
+	f, err := parseInstant("from", from, now)
+	if err != nil {
+		return Range{}, err
+	}
+	t, err := parseInstant("to", to, now)
+	if err != nil {
+		return Range{}, err
+	}
+	if f.After(t) {
+		return Range{}, &ParamError{Param: "from", Code: CodeInvalidRange,
+			Message: fmt.Sprintf("from (%s) is after to (%s)", FormatInstant(f), FormatInstant(t))}
+	}
+	r := Range{From: f, To: t}
+	if p.MaxRange > 0 && r.Span() > p.MaxRange {
+		return Range{}, &ParamError{Param: "to", Code: CodeRangeTooLarge,
+			Message: fmt.Sprintf("range from..to spans %s, more than the maximum of %s", humanDuration(r.Span()), humanDuration(p.MaxRange))}
+	}
+	return r, nil
+}
+
+// ParseInstant resolves one parameter value: RFC 3339 with any offset and
+// optional fractional seconds, or a relative time such as now, now-15m,
+// now-24h, now-7d, now-1w+2h.
+func ParseInstant(param, s string, now time.Time) (time.Time, error) {
+	return parseInstant(param, s, now)
+}
+
+func parseInstant(param, s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, &ParamError{Param: param, Code: CodeMissingParameter,
+			Message: fmt.Sprintf("query parameter %q is required (RFC 3339 such as 2024-01-31T23:59:59Z, or relative such as now-24h)", param)}
+	}
+	if len(s) > maxParamLen {
+		return time.Time{}, invalid(param, "is too long")
+	}
+	if strings.HasPrefix(s, "now") {
+		off, err := parseOffset(s[len("now"):])
+		if err != nil {
+			return time.Time{}, invalid(param, err.Error())
+		}
+		return now.Add(off), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, invalid(param, "is not an RFC 3339 timestamp (2024-01-31T23:59:59Z, 2024-01-31T23:59:59.999+02:00) nor a relative time (now, now-15m, now-24h, now-7d)")
+	}
+	if t.Nanosecond()%int(time.Microsecond) != 0 {
+		return time.Time{}, invalid(param, "has more precision than microseconds, which the database cannot store")
+	}
+	if y := t.UTC().Year(); y < 1 || y > 9999 {
+		return time.Time{}, invalid(param, "is outside the years 0001 to 9999")
+	}
+	return t.UTC(), nil
+}
+
+func invalid(param, what string) error {
+	return &ParamError{Param: param, Code: CodeInvalidParameter, Message: fmt.Sprintf("query parameter %q %s", param, what)}
+}
+
+var errOffset = errors.New("has a bad relative offset: use now, or now followed by terms such as -15m, -24h, -7d, +1h (units s, m, h, d, w)")
+
+// parseOffset parses a sequence of signed terms like "-7d+12h".
+func parseOffset(s string) (time.Duration, error) {
+	var total time.Duration
+	for s != "" {
+		sign := time.Duration(1)
+		switch s[0] {
+		case '-':
+			sign = -1
+		case '+', ' ': // '+' arrives as ' ' when the client did not escape it
+		default:
+			return 0, errOffset
+		}
+		s = s[1:]
+		i := 0
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+		if i == 0 || i > 9 || i == len(s) {
+			return 0, errOffset
+		}
+		n, _ := strconv.Atoi(s[:i])
+		var unit time.Duration
+		switch s[i] {
+		case 's':
+			unit = time.Second
+		case 'm':
+			unit = time.Minute
+		case 'h':
+			unit = time.Hour
+		case 'd':
+			unit = 24 * time.Hour
+		case 'w':
+			unit = 7 * 24 * time.Hour
+		default:
+			return 0, errOffset
+		}
+		if time.Duration(n) > maxRelative/unit {
+			return 0, errors.New("has a relative offset larger than 100 years")
+		}
+		total += sign * time.Duration(n) * unit
+		if total > maxRelative || total < -maxRelative {
+			return 0, errors.New("has a relative offset larger than 100 years")
+		}
+		s = s[i+1:]
+	}
+	return total, nil
+}
+
+// humanDuration prints whole days as "400d" and anything else as Go does.
+func humanDuration(d time.Duration) string {
+	day := 24 * time.Hour
+	if d >= day && d%day == 0 {
+		return fmt.Sprintf("%dd", d/day)
+	}
+	if d >= day {
+		return fmt.Sprintf("%.1fd", float64(d)/float64(day))
+	}
+	return d.String()
+}

@@ -1,0 +1,173 @@
+package summary
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/singleflight"
+)
+
+// Result is a summary with where it came from.
+type Result struct {
+	Summary    Summary
+	Cached     bool // served from the cache
+	Stale      bool // served from the stale copy because the store failed
+	ComputedAt time.Time
+}
+
+// Metrics are the service's Prometheus collectors.
+type Metrics struct {
+	cacheRequests *prometheus.CounterVec
+	storeQueries  *prometheus.HistogramVec
+}
+
+// NewMetrics registers the service's collectors on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		cacheRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "analytics_cache_requests_total",
+			Help: "Summary cache look-ups by result: hit, miss, stale (served the stale copy while the store failed) or error (Redis failed).",
+		}, []string{"result"}),
+		storeQueries: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "analytics_store_query_duration_seconds",
+			Help:    "Time to compute one summary in the store, by outcome (ok or error).",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"outcome"}),
+	}
+	for _, r := range []string{"hit", "miss", "stale", "error"} {
+		m.cacheRequests.WithLabelValues(r)
+	}
+	reg.MustRegister(m.cacheRequests, m.storeQueries)
+	return m
+}
+
+// Service answers summaries cache-aside: Redis first, the store on a miss,
+// one store query per key at a time in this process.
+type Service struct {
+	store        Store
+	cache        Cache
+	log          *slog.Logger
+	metrics      *Metrics
+	queryTimeout time.Duration
+	now          func() time.Time
+	group        singleflight.Group
+	lastCacheLog atomic.Int64 // unix nanos of the last logged cache error
+}
+
+// ServiceOptions configure a Service.
+type ServiceOptions struct {
+	// QueryTimeout bounds one store computation; it is detached from the
+	// request so that one impatient client does not fail the others
+	// waiting on the same key. Zero: 30s.
+	QueryTimeout time.Duration
+	Logger       *slog.Logger
+	Metrics      *Metrics
+}
+
+// NewService builds a Service. cache may be nil (no caching).
+func NewService(store Store, cache Cache, o ServiceOptions) *Service {
+	if o.QueryTimeout <= 0 {
+		o.QueryTimeout = 30 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics(prometheus.NewRegistry())
+	}
+	return &Service{store: store, cache: cache, log: o.Logger, metrics: o.Metrics,
+		queryTimeout: o.QueryTimeout, now: time.Now}
+}
+
+// Get returns the summary of r.
+func (s *Service) Get(ctx context.Context, r Range) (Result, error) {
+	key := r.Key()
+	if s.cache != nil {
+		e, ok, err := s.cache.Get(ctx, key)
+		switch {
+		case err != nil:
+			s.cacheFailed(err)
+		case ok:
+			s.metrics.cacheRequests.WithLabelValues("hit").Inc()
+			return Result{Summary: e.Summary, Cached: true, ComputedAt: e.ComputedAt}, nil
+		default:
+			s.metrics.cacheRequests.WithLabelValues("miss").Inc()
+		}
+	}
+	ch := s.group.DoChan(key, func() (any, error) { return s.compute(ctx, r, key) })
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return s.fallback(ctx, key, res.Err)
+		}
+		return res.Val.(Result), nil
+	case <-ctx.Done():
+		return Result{}, ctx.Err()
+	}
+}
+
+// Refresh recomputes r in the store and writes the cache, whatever the
+// cache holds. The live stream calls it once per interval per range.
+func (s *Service) Refresh(ctx context.Context, r Range) (Result, error) {
+	key := r.Key()
+	v, err, _ := s.group.Do("refresh:"+key, func() (any, error) { return s.compute(ctx, r, key) })
+	if err != nil {
+		return Result{}, err
+	}
+	return v.(Result), nil
+}
+
+func (s *Service) compute(ctx context.Context, r Range, key string) (Result, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.queryTimeout)
+	defer cancel()
+	start := s.now()
+	sum, err := s.store.Summary(ctx, r)
+	elapsed := s.now().Sub(start)
+	if err != nil {
+		s.metrics.storeQueries.WithLabelValues("error").Observe(elapsed.Seconds())
+		return Result{}, err
+	}
+	s.metrics.storeQueries.WithLabelValues("ok").Observe(elapsed.Seconds())
+	if sum.EventsByType == nil {
+		sum.EventsByType = TypeCounts{}
+	}
+	res := Result{Summary: sum, ComputedAt: start.UTC()}
+	if s.cache != nil {
+		if err := s.cache.Set(ctx, key, Entry{Summary: sum, ComputedAt: res.ComputedAt}); err != nil {
+			s.cacheFailed(err)
+		}
+	}
+	return res, nil
+}
+
+// fallback serves the stale copy when the store failed.
+func (s *Service) fallback(ctx context.Context, key string, storeErr error) (Result, error) {
+	if s.cache != nil {
+		e, ok, err := s.cache.GetStale(ctx, key)
+		if err == nil && ok {
+			s.metrics.cacheRequests.WithLabelValues("stale").Inc()
+			s.log.WarnContext(ctx, "store failed; serving stale summary", "range", key, "err", storeErr)
+			return Result{Summary: e.Summary, Cached: true, Stale: true, ComputedAt: e.ComputedAt}, nil
+		}
+	}
+	return Result{}, fmt.Errorf("%w: %w", ErrUnavailable, storeErr)
+}
+
+// cacheFailed counts a Redis failure and logs it at most every 10 s, so an
+// outage does not flood the log with one line per request.
+func (s *Service) cacheFailed(err error) {
+	s.metrics.cacheRequests.WithLabelValues("error").Inc()
+	now := s.now().UnixNano()
+	last := s.lastCacheLog.Load()
+	if now-last > int64(10*time.Second) && s.lastCacheLog.CompareAndSwap(last, now) {
+		s.log.Warn("cache unavailable; answering from the store", "err", err)
+	}
+}
+
+// IsUnavailable reports whether err means the data cannot be had now.
+func IsUnavailable(err error) bool { return errors.Is(err, ErrUnavailable) }
