@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -31,6 +32,23 @@ type RedisCache struct {
 	prefix   string
 	ttl      time.Duration
 	staleTTL time.Duration
+	// downUntil (unix nanos) is a one-second circuit breaker: after a
+	// failure the cache answers errCacheDown at once instead of making
+	// every request wait for Redis to refuse or time out again.
+	downUntil atomic.Int64
+}
+
+// breakFor is how long the cache stays open after a Redis failure; the
+// first call after it probes Redis again.
+const breakFor = time.Second
+
+var errCacheDown = errors.New("summary: cache: redis failed within the last second")
+
+func (c *RedisCache) open() bool { return time.Now().UnixNano() < c.downUntil.Load() }
+
+func (c *RedisCache) failed(err error) error {
+	c.downUntil.Store(time.Now().Add(breakFor).UnixNano())
+	return err
 }
 
 var _ Cache = (*RedisCache)(nil)
@@ -63,12 +81,15 @@ func (c *RedisCache) GetStale(ctx context.Context, key string) (Entry, bool, err
 }
 
 func (c *RedisCache) get(ctx context.Context, k string) (Entry, bool, error) {
+	if c.open() {
+		return Entry{}, false, errCacheDown
+	}
 	b, err := c.rdb.Get(ctx, k).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return Entry{}, false, nil
 	}
 	if err != nil {
-		return Entry{}, false, fmt.Errorf("summary: cache get: %w", err)
+		return Entry{}, false, c.failed(fmt.Errorf("summary: cache get: %w", err))
 	}
 	var e Entry
 	if err := json.Unmarshal(b, &e); err != nil {
@@ -80,6 +101,9 @@ func (c *RedisCache) get(ctx context.Context, k string) (Entry, bool, error) {
 
 // Set writes the fresh entry and the stale copy in one round trip.
 func (c *RedisCache) Set(ctx context.Context, key string, e Entry) error {
+	if c.open() {
+		return errCacheDown
+	}
 	b, err := json.Marshal(e)
 	if err != nil {
 		return fmt.Errorf("summary: cache set: %w", err)
@@ -92,7 +116,22 @@ func (c *RedisCache) Set(ctx context.Context, key string, e Entry) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("summary: cache set: %w", err)
+		return c.failed(fmt.Errorf("summary: cache set: %w", err))
 	}
 	return nil
+}
+
+// TuneRedisOptions sets timeouts and retries for a cache that must fail
+// fast: go-redis's defaults (3 retries, 5 dial attempts each, 5 s dial
+// timeout) make every request wait seconds while Redis is down. One retry
+// is kept so that the first command on a connection Redis closed (after a
+// restart) is retried on a new one.
+func TuneRedisOptions(opt *redis.Options) *redis.Options {
+	opt.DialTimeout = time.Second
+	opt.ReadTimeout = 500 * time.Millisecond
+	opt.WriteTimeout = 500 * time.Millisecond
+	opt.PoolTimeout = time.Second
+	opt.MaxRetries = 1
+	opt.DialerRetries = 1
+	return opt
 }

@@ -178,9 +178,7 @@ func TestRedisStoppedAndStarted(t *testing.T) {
 	t.Parallel()
 	srv := testenv.StartRedis(t)
 	opt, _ := redis.ParseURL(srv.URL())
-	opt.MaxRetries = 0
-	opt.DialTimeout = 200 * time.Millisecond
-	rdb := redis.NewClient(opt)
+	rdb := redis.NewClient(summary.TuneRedisOptions(opt))
 	defer rdb.Close()
 	f := newFixture(t, openStore(t), rdb, "p:")
 

@@ -1,0 +1,254 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is everything the server reads from its environment. Env vars set
+// it, flags override env vars, and Validate rejects what cannot work.
+type Config struct {
+	Port               int
+	DatabaseURL        string
+	RedisURL           string
+	RedisPrefix        string
+	CacheTTL           time.Duration
+	CacheStaleTTL      time.Duration
+	RefreshInterval    time.Duration
+	MaxRange           time.Duration
+	DBMaxConns         int
+	DBStatementTimeout time.Duration
+	ShutdownTimeout    time.Duration
+	LogLevel           slog.Level
+	LogFormat          string
+
+	// Flags only.
+	NoMigrate  bool
+	Demo       bool
+	DemoEvents int64
+}
+
+// defaultConfig works on a machine with a local PostgreSQL and Redis.
+func defaultConfig() Config {
+	return Config{
+		Port:               3000,
+		DatabaseURL:        "postgres://localhost:5432/analytics?sslmode=disable",
+		RedisURL:           "redis://localhost:6379/0",
+		RedisPrefix:        "analytics:",
+		CacheTTL:           60 * time.Second,
+		CacheStaleTTL:      24 * time.Hour,
+		RefreshInterval:    5 * time.Second,
+		MaxRange:           400 * 24 * time.Hour,
+		DBMaxConns:         10,
+		DBStatementTimeout: 30 * time.Second,
+		ShutdownTimeout:    15 * time.Second,
+		LogLevel:           slog.LevelInfo,
+		LogFormat:          "json",
+		DemoEvents:         300_000,
+	}
+}
+
+// setting binds one env var to one flag and one field.
+type setting struct {
+	env, flag, usage string
+	value            flag.Value
+}
+
+func (c *Config) settings() []setting {
+	return []setting{
+		{"PORT", "port", "HTTP port to listen on", (*portValue)(&c.Port)},
+		{"DATABASE_URL", "database-url", "PostgreSQL URL; the database is created when missing and the role may", (*pgURLValue)(&c.DatabaseURL)},
+		{"REDIS_URL", "redis-url", "Redis URL (redis:// or rediss://)", (*redisURLValue)(&c.RedisURL)},
+		{"REDIS_PREFIX", "redis-prefix", "prefix of every Redis key, to share one Redis between deployments", (*stringValue)(&c.RedisPrefix)},
+		{"CACHE_TTL", "cache-ttl", "how long a computed summary is served from Redis", (*durationValue)(&c.CacheTTL)},
+		{"CACHE_STALE_TTL", "cache-stale-ttl", "how long a stale copy is kept to answer while PostgreSQL is down (0 disables)", (*durationValue)(&c.CacheStaleTTL)},
+		{"REFRESH_INTERVAL", "refresh-interval", "live refresh step; \"now\" is aligned down to it", (*durationValue)(&c.RefreshInterval)},
+		{"MAX_RANGE", "max-range", "longest from..to span a request may ask for (e.g. 400d)", (*durationValue)(&c.MaxRange)},
+		{"DB_MAX_CONNS", "db-max-conns", "PostgreSQL pool size", (*intValue)(&c.DBMaxConns)},
+		{"DB_STATEMENT_TIMEOUT", "db-statement-timeout", "server-side statement_timeout of every query", (*durationValue)(&c.DBStatementTimeout)},
+		{"SHUTDOWN_TIMEOUT", "shutdown-timeout", "how long a graceful shutdown waits for requests to finish", (*durationValue)(&c.ShutdownTimeout)},
+		{"LOG_LEVEL", "log-level", "debug, info, warn or error", (*levelValue)(&c.LogLevel)},
+		{"LOG_FORMAT", "log-format", "json or text", (*formatValue)(&c.LogFormat)},
+	}
+}
+
+// load fills c from the environment, then from args. It returns the
+// remaining positional arguments.
+func (c *Config) load(fs *flag.FlagSet, args []string, getenv func(string) string) ([]string, error) {
+	for _, s := range c.settings() {
+		if v := getenv(s.env); v != "" {
+			if err := s.value.Set(v); err != nil {
+				return nil, fmt.Errorf("%s=%q: %w", s.env, redact(s.env, v), err)
+			}
+		}
+		fs.Var(s.value, s.flag, s.usage+" (env "+s.env+")")
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	return fs.Args(), c.Validate()
+}
+
+// Validate checks the relations between settings.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.CacheTTL <= 0 {
+		errs = append(errs, errors.New("CACHE_TTL must be positive"))
+	}
+	if c.RefreshInterval < 100*time.Millisecond {
+		errs = append(errs, errors.New("REFRESH_INTERVAL must be at least 100ms"))
+	}
+	if c.MaxRange <= 0 {
+		errs = append(errs, errors.New("MAX_RANGE must be positive"))
+	}
+	if c.DBMaxConns < 4 {
+		// One summary runs three queries at once; fewer connections
+		// deadlock concurrent summaries against each other.
+		errs = append(errs, errors.New("DB_MAX_CONNS must be at least 4"))
+	}
+	if c.DBStatementTimeout <= 0 {
+		errs = append(errs, errors.New("DB_STATEMENT_TIMEOUT must be positive"))
+	}
+	if c.CacheStaleTTL < 0 {
+		errs = append(errs, errors.New("CACHE_STALE_TTL must not be negative"))
+	}
+	if c.ShutdownTimeout <= 0 {
+		errs = append(errs, errors.New("SHUTDOWN_TIMEOUT must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+// redact hides passwords in URLs echoed back in errors.
+func redact(env, v string) string {
+	if !strings.HasSuffix(env, "_URL") {
+		return v
+	}
+	u, err := url.Parse(v)
+	if err != nil || u.User == nil {
+		return "…"
+	}
+	if _, has := u.User.Password(); has {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
+}
+
+type stringValue string
+
+func (v *stringValue) String() string     { return string(*v) }
+func (v *stringValue) Set(s string) error { *v = stringValue(s); return nil }
+
+type intValue int
+
+func (v *intValue) String() string { return strconv.Itoa(int(*v)) }
+func (v *intValue) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil || n <= 0 {
+		return errors.New("must be a positive whole number")
+	}
+	*v = intValue(n)
+	return nil
+}
+
+type portValue int
+
+func (v *portValue) String() string { return strconv.Itoa(int(*v)) }
+func (v *portValue) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 || n > 65535 {
+		return errors.New("must be a port number from 0 to 65535")
+	}
+	*v = portValue(n)
+	return nil
+}
+
+type durationValue time.Duration
+
+func (v *durationValue) String() string { return time.Duration(*v).String() }
+func (v *durationValue) Set(s string) error {
+	d, err := parseDuration(s)
+	if err != nil {
+		return err
+	}
+	*v = durationValue(d)
+	return nil
+}
+
+// parseDuration is time.ParseDuration plus whole days ("400d") and bare
+// seconds ("60").
+func parseDuration(s string) (time.Duration, error) {
+	bad := errors.New("must be a duration such as 60s, 5m, 2h or 400d")
+	if n, err := strconv.Atoi(s); err == nil {
+		if n < 0 {
+			return 0, bad
+		}
+		return time.Duration(n) * time.Second, nil
+	}
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n < 0 || n > 100*366 {
+			return 0, bad
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, bad
+	}
+	return d, nil
+}
+
+type levelValue slog.Level
+
+func (v *levelValue) String() string { return slog.Level(*v).String() }
+func (v *levelValue) Set(s string) error {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return errors.New("must be debug, info, warn or error")
+	}
+	*v = levelValue(l)
+	return nil
+}
+
+type formatValue string
+
+func (v *formatValue) String() string { return string(*v) }
+func (v *formatValue) Set(s string) error {
+	if s != "json" && s != "text" {
+		return errors.New("must be json or text")
+	}
+	*v = formatValue(s)
+	return nil
+}
+
+type pgURLValue string
+
+func (v *pgURLValue) String() string { return redact("DATABASE_URL", string(*v)) }
+func (v *pgURLValue) Set(s string) error {
+	if strings.Contains(s, "://") {
+		u, err := url.Parse(s)
+		if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+			return errors.New("must be a postgres:// URL")
+		}
+	}
+	*v = pgURLValue(s)
+	return nil
+}
+
+type redisURLValue string
+
+func (v *redisURLValue) String() string { return redact("REDIS_URL", string(*v)) }
+func (v *redisURLValue) Set(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") {
+		return errors.New("must be a redis://, rediss:// or unix:// URL")
+	}
+	*v = redisURLValue(s)
+	return nil
+}

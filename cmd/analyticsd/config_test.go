@@ -1,0 +1,84 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestConfigFromEnvAndFlags(t *testing.T) {
+	env := map[string]string{"PORT": "8080", "CACHE_TTL": "90s", "MAX_RANGE": "30d", "LOG_FORMAT": "text", "REFRESH_INTERVAL": "2s"}
+	cfg, err := parseConfig("serve", []string{"--port", "9090"}, func(k string) string { return env[k] }, &bytes.Buffer{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Port != 9090 {
+		t.Errorf("flag must override env: port %d", cfg.Port)
+	}
+	if cfg.CacheTTL != 90*time.Second || cfg.MaxRange != 30*24*time.Hour || cfg.LogFormat != "text" || cfg.RefreshInterval != 2*time.Second {
+		t.Errorf("env not applied: %+v", cfg)
+	}
+	def, err := parseConfig("serve", nil, func(string) string { return "" }, &bytes.Buffer{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if def.Port != 3000 || def.CacheTTL != time.Minute || def.RefreshInterval != 5*time.Second ||
+		def.DatabaseURL != "postgres://localhost:5432/analytics?sslmode=disable" || def.RedisURL != "redis://localhost:6379/0" {
+		t.Errorf("defaults: %+v", def)
+	}
+}
+
+func TestBadConfigNamesTheVariable(t *testing.T) {
+	tests := []struct {
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{map[string]string{"PORT": "http"}, nil, "PORT"},
+		{map[string]string{"PORT": "70000"}, nil, "PORT"},
+		{map[string]string{"CACHE_TTL": "soon"}, nil, "CACHE_TTL"},
+		{map[string]string{"CACHE_TTL": "0s"}, nil, "CACHE_TTL"},
+		{map[string]string{"REFRESH_INTERVAL": "1ms"}, nil, "REFRESH_INTERVAL"},
+		{map[string]string{"MAX_RANGE": "-3d"}, nil, "MAX_RANGE"},
+		{map[string]string{"LOG_LEVEL": "loud"}, nil, "LOG_LEVEL"},
+		{map[string]string{"LOG_FORMAT": "xml"}, nil, "LOG_FORMAT"},
+		{map[string]string{"DATABASE_URL": "mysql://x"}, nil, "DATABASE_URL"},
+		{map[string]string{"REDIS_URL": "http://x"}, nil, "REDIS_URL"},
+		{map[string]string{"DB_MAX_CONNS": "2"}, nil, "DB_MAX_CONNS"},
+		{nil, []string{"--cache-ttl", "x"}, "cache-ttl"},
+		{nil, []string{"--bogus"}, "bogus"},
+	}
+	for _, tt := range tests {
+		var stderr bytes.Buffer
+		_, err := parseConfig("serve", tt.args, func(k string) string { return tt.env[k] }, &stderr, nil)
+		if err == nil {
+			t.Errorf("%v %v: accepted", tt.env, tt.args)
+			continue
+		}
+		if !strings.Contains(err.Error()+stderr.String(), tt.want) {
+			t.Errorf("%v %v: error %q does not name %s", tt.env, tt.args, err, tt.want)
+		}
+	}
+}
+
+func TestPasswordsAreNotEchoed(t *testing.T) {
+	_, err := parseConfig("serve", nil, func(k string) string {
+		if k == "REDIS_URL" {
+			return "ftp://user:s3cret@host"
+		}
+		return ""
+	}, &bytes.Buffer{}, nil)
+	if err == nil || strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("error %v", err)
+	}
+}
+
+func TestUnknownCommand(t *testing.T) {
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"frobnicate"}, func(string) string { return "" }, &out, &out)
+	if err == nil || exitCode(err) != 2 {
+		t.Fatalf("err %v", err)
+	}
+}

@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/liveanalytics/analyticsd/storage"
+	"github.com/liveanalytics/analyticsd/summary"
+)
+
+const usage = `analyticsd: live analytics server
+
+Usage:
+  analyticsd [serve] [flags]   run the HTTP server (default); --demo seeds and trickles demo data
+  analyticsd migrate [flags]   apply pending database migrations and exit
+  analyticsd seed [flags]      load synthetic events (--events N --days D --users U --types a:3,b:1)
+  analyticsd help              show this text
+
+Every flag also reads an environment variable; run "analyticsd serve -h" to list them.
+`
+
+// errUsage marks a command line that could not be understood (exit 2).
+var errUsage = errors.New("usage")
+
+func exitCode(err error) int {
+	if errors.Is(err, errUsage) {
+		return 2
+	}
+	return 1
+}
+
+// run is the whole program; main only wires the process to it.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return runServe(ctx, args, getenv, stderr)
+	case "migrate":
+		return runMigrate(ctx, args, getenv, stdout, stderr)
+	case "seed":
+		return runSeed(ctx, args, getenv, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("%w: unknown command %q", errUsage, cmd)
+	}
+}
+
+// parseConfig reads env and flags for one subcommand; extra registers the
+// subcommand's own flags.
+func parseConfig(name string, args []string, getenv func(string) string, stderr io.Writer, extra func(*flag.FlagSet, *Config)) (Config, error) {
+	cfg := defaultConfig()
+	fs := flag.NewFlagSet("analyticsd "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	if extra != nil {
+		extra(fs, &cfg)
+	}
+	rest, err := cfg.load(fs, args, getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		return cfg, err
+	}
+	if err != nil {
+		return cfg, fmt.Errorf("%w: %w", errUsage, err)
+	}
+	if len(rest) > 0 {
+		return cfg, fmt.Errorf("%w: unexpected argument %q", errUsage, rest[0])
+	}
+	return cfg, nil
+}
+
+func newLogger(cfg Config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+func openDB(ctx context.Context, cfg Config) (*storage.DB, error) {
+	return storage.Open(ctx, storage.Options{
+		URL:              cfg.DatabaseURL,
+		MaxConns:         int32(cfg.DBMaxConns),
+		StatementTimeout: cfg.DBStatementTimeout,
+		CreateDatabase:   true,
+	})
+}
+
+// newRedis builds the client with short timeouts: the cache must fail fast
+// and let PostgreSQL answer rather than hold requests up.
+func newRedis(cfg Config) (*redis.Client, error) {
+	opt, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return nil, fmt.Errorf("%w: REDIS_URL: %v", errUsage, err)
+	}
+	opt.ClientName = "analyticsd"
+	return redis.NewClient(summary.TuneRedisOptions(opt)), nil
+}
+
+func runMigrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := parseConfig("migrate", args, getenv, stderr, nil)
+	if err != nil {
+		return helpOK(err)
+	}
+	db, err := openDB(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	n, err := db.Migrate(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "applied %d migration(s)\n", n)
+	return nil
+}
+
+func runSeed(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	var o storage.SeedOptions
+	var types string
+	cfg, err := parseConfig("seed", args, getenv, stderr, func(fs *flag.FlagSet, _ *Config) {
+		fs.Int64Var(&o.Events, "events", 1_000_000, "number of events to generate")
+		fs.IntVar(&o.Days, "days", 30, "spread the events over the last D days")
+		fs.IntVar(&o.Users, "users", 50_000, "size of the (skewed) user population")
+		fs.StringVar(&types, "types", "", "event types with weights, e.g. page_view:60,click:25,purchase:1 (default: a realistic mix)")
+		fs.Uint64Var(&o.Seed, "seed", 0, "random seed for a reproducible data set (0: random)")
+		fs.IntVar(&o.Workers, "workers", 2, "parallel COPY streams")
+	})
+	if err != nil {
+		return helpOK(err)
+	}
+	if types != "" {
+		if o.Types, err = storage.ParseTypes(types); err != nil {
+			return fmt.Errorf("%w: --types: %w", errUsage, err)
+		}
+	}
+	o.Progress = stdout
+	db, err := openDB(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if _, err := db.Migrate(ctx); err != nil {
+		return err
+	}
+	st, err := db.Seed(ctx, o)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "seeded %d events in %s (%.0f events/s)\n", st.Events, st.Elapsed.Round(time.Millisecond), float64(st.Events)/st.Elapsed.Seconds())
+	return nil
+}
+
+// helpOK turns -h into a clean exit.
+func helpOK(err error) error {
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	return err
+}
+
+// redisLogger routes go-redis's own chatter (one line per failed dial while
+// Redis is down) to debug level: the service logs outages itself, rate
+// limited, and counts them in metrics.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, fmt.Sprintf(format, v...), "component", "go-redis")
+}

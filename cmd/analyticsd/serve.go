@@ -1,0 +1,178 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/liveanalytics/analyticsd/internal/httpx"
+	"github.com/liveanalytics/analyticsd/storage"
+	"github.com/liveanalytics/analyticsd/summary"
+	"github.com/liveanalytics/analyticsd/ui"
+)
+
+func runServe(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	cfg, err := parseConfig("serve", args, getenv, stderr, func(fs *flag.FlagSet, c *Config) {
+		fs.BoolVar(&c.NoMigrate, "no-migrate", false, "do not migrate; exit if the schema is behind")
+		fs.BoolVar(&c.Demo, "demo", false, "on an empty database seed demo events, then keep inserting a trickle of live ones")
+		fs.Int64Var(&c.DemoEvents, "demo-events", c.DemoEvents, "events to seed with --demo")
+	})
+	if err != nil {
+		return helpOK(err)
+	}
+	log := newLogger(cfg, stderr)
+	redis.SetLogger(redisLogger{log})
+
+	db, err := openDB(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := prepareSchema(ctx, db, cfg.NoMigrate, log); err != nil {
+		return err
+	}
+	rdb, err := newRedis(cfg)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		// Not fatal: summaries come from PostgreSQL until Redis answers.
+		log.Warn("redis does not answer; serving without cache until it does", "err", err)
+	}
+
+	var bg sync.WaitGroup // background work owned by this function
+	defer bg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if cfg.Demo {
+		if err := startDemo(ctx, db, cfg.DemoEvents, log, &bg); err != nil {
+			return err
+		}
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	handler := newHandler(cfg, db, rdb, reg, log)
+
+	ln, err := net.Listen("tcp", ":"+strconv.Itoa(cfg.Port))
+	if err != nil {
+		return fmt.Errorf("listen on port %d: %w", cfg.Port, err)
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		// No WriteTimeout: it would cut live streams. Handlers bound their
+		// own work, and streams set a deadline per write.
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	log.Info("listening", "addr", ln.Addr().String(), "demo", cfg.Demo)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
+	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer scancel()
+	err = srv.Shutdown(sctx)
+	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+		log.Error("serve", "err", serr)
+	}
+	cancel()
+	bg.Wait()
+	if err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// prepareSchema migrates, or with noMigrate refuses to run on an old schema.
+func prepareSchema(ctx context.Context, db *storage.DB, noMigrate bool, log *slog.Logger) error {
+	if noMigrate {
+		n, err := db.Pending(ctx)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			return fmt.Errorf("the database schema is %d migration(s) behind and --no-migrate is set: run `analyticsd migrate`", n)
+		}
+		return nil
+	}
+	n, err := db.Migrate(ctx)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		log.Info("applied migrations", "count", n)
+	}
+	return nil
+}
+
+// newHandler builds the whole HTTP surface.
+func newHandler(cfg Config, db *storage.DB, rdb *redis.Client, reg *prometheus.Registry, log *slog.Logger) http.Handler {
+	cache := summary.NewRedisCache(rdb, cfg.RedisPrefix, cfg.CacheTTL, cfg.CacheStaleTTL)
+	svc := summary.NewService(db, cache, summary.ServiceOptions{
+		QueryTimeout: cfg.DBStatementTimeout,
+		Logger:       log,
+		Metrics:      summary.NewMetrics(reg),
+	})
+	parser := summary.RangeParser{Align: cfg.RefreshInterval, MaxRange: cfg.MaxRange}
+	sum := summary.NewHandler(svc, parser, log)
+
+	r := mux.NewRouter()
+	r.Use(httpx.TagRoute)
+	// read registers a GET/HEAD endpoint and answers other methods on the
+	// same path with a JSON 405 (mux's own 405 is lost once a later
+	// catch-all route is tried).
+	read := func(path string, h http.Handler) {
+		r.Handle(path, h).Methods(http.MethodGet, http.MethodHead)
+		r.Handle(path, methodNotAllowed("GET, HEAD"))
+	}
+	read("/api/analytics/summary", sum)
+	read("/api/v1/analytics/summary", sum)
+	read("/health", &healthHandler{db: db, rdb: rdb})
+	read("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	// Everything outside /api/ is the dashboard; unknown API paths get the
+	// JSON 404.
+	notAPI := func(req *http.Request, _ *mux.RouteMatch) bool { return !strings.HasPrefix(req.URL.Path, "/api/") }
+	r.PathPrefix("/").MatcherFunc(notAPI).Handler(ui.Handler()).Methods(http.MethodGet, http.MethodHead)
+	r.NotFoundHandler = notFound()
+	r.MethodNotAllowedHandler = methodNotAllowed("GET, HEAD")
+	return httpx.Middleware(log, httpx.NewMetrics(reg))(r)
+}
+
+func methodNotAllowed(allow string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		w.Header().Set("Allow", allow)
+		httpx.WriteError(w, req, http.StatusMethodNotAllowed, "method_not_allowed", "method "+req.Method+" is not allowed here; use "+allow)
+	})
+}
+
+func notFound() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		httpx.WriteError(w, req, http.StatusNotFound, "not_found", "no such endpoint: "+req.URL.Path)
+	})
+}
