@@ -430,3 +430,47 @@ func exec(t *testing.T, dsn, sql string) {
 		t.Fatal(err)
 	}
 }
+
+func TestNoMigrateRefusesAnOldSchema(t *testing.T) {
+	t.Parallel()
+	dbURL := testenv.PostgresURL(t)
+	env := map[string]string{"DATABASE_URL": dbURL, "REDIS_URL": testenv.RedisURL(t), "PORT": freePort(t)}
+	getenv := func(k string) string { return env[k] }
+	err := run(context.Background(), []string{"serve", "--no-migrate"}, getenv, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "analyticsd migrate") {
+		t.Fatalf("want a refusal that says to migrate, got %v", err)
+	}
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"migrate"}, getenv, &out, io.Discard); err != nil || !strings.Contains(out.String(), "applied") {
+		t.Fatalf("migrate: %v %s", err, out.String())
+	}
+	// Now --no-migrate starts, and stops cleanly on cancel.
+	s := startServer(t, map[string]string{"DATABASE_URL": dbURL}, "--no-migrate")
+	if code, _ := getJSON(t, s.base+"/health", nil); code != 200 {
+		t.Fatalf("health %d", code)
+	}
+}
+
+func TestSeedCommand(t *testing.T) {
+	t.Parallel()
+	dbURL := testenv.PostgresURL(t)
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"seed", "--events", "5000", "--days", "2", "--users", "50", "--types", "a:3,b:1", "--seed", "7"},
+		func(k string) string { return map[string]string{"DATABASE_URL": dbURL}[k] }, &out, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "seeded 5000 events") {
+		t.Fatalf("output: %s", out.String())
+	}
+	var n int
+	conn := pgxConnect(t, dbURL)
+	defer conn.Close(context.Background())
+	if err := conn.QueryRow(context.Background(), `SELECT count(*) FROM events WHERE event_type IN ('a','b')`).Scan(&n); err != nil || n != 5000 {
+		t.Fatalf("rows %d %v", n, err)
+	}
+	err = run(context.Background(), []string{"seed", "--types", "Bad Type"}, func(string) string { return "" }, io.Discard, io.Discard)
+	if err == nil || exitCode(err) != 2 {
+		t.Fatalf("bad --types: %v", err)
+	}
+}

@@ -1,0 +1,30 @@
+# The two commands of the quickstart are `make run` and `make test`. Both
+# find or start PostgreSQL and Redis first (.ci/services.sh).
+SERVICES = eval "$$(.ci/services.sh)" &&
+STATICCHECK = honnef.co/go/tools/cmd/staticcheck@v0.8.2
+GO_TEST = go test -race -count=1
+
+.PHONY: run test lint bench fuzz build services
+
+run: ## server with demo data on http://localhost:3000
+	$(SERVICES) go run ./cmd/analyticsd serve --demo
+
+test: ## every test, against real PostgreSQL and Redis
+	$(SERVICES) $(GO_TEST) ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	go vet ./...
+	go run $(STATICCHECK) ./...
+
+bench: ## benchmarks; see docs/benchmarks.md
+	$(SERVICES) go test -run '^$$' -bench . -benchmem -count 1 ./...
+
+fuzz:
+	go test -run '^$$' -fuzz FuzzParseRange -fuzztime 30s ./summary
+
+build:
+	CGO_ENABLED=0 go build -trimpath -o bin/analyticsd ./cmd/analyticsd
+
+services: ## print the exports for the services
+	@.ci/services.sh
