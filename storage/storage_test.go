@@ -206,3 +206,22 @@ func TestParseTypes(t *testing.T) {
 		}
 	}
 }
+
+func FuzzParseTypes(f *testing.F) {
+	for _, s := range []string{"page_view:60,click:2.5,purchase", "a:0", "a,a", ":", "a:1e308,b:1e-300"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		types, err := storage.ParseTypes(s)
+		if err != nil {
+			return
+		}
+		seen := map[string]bool{}
+		for _, ty := range types {
+			if ty.Name == "" || len(ty.Name) > 100 || !(ty.Weight > 0) || seen[ty.Name] {
+				t.Fatalf("%q accepted a bad type %+v", s, ty)
+			}
+			seen[ty.Name] = true
+		}
+	})
+}

@@ -185,7 +185,7 @@ func (v *durationValue) Set(s string) error {
 func parseDuration(s string) (time.Duration, error) {
 	bad := errors.New("must be a duration such as 60s, 5m, 2h or 400d")
 	if n, err := strconv.Atoi(s); err == nil {
-		if n < 0 {
+		if n < 0 || n > 100*366*24*3600 {
 			return 0, bad
 		}
 		return time.Duration(n) * time.Second, nil

@@ -82,3 +82,15 @@ func TestUnknownCommand(t *testing.T) {
 		t.Fatalf("err %v", err)
 	}
 }
+
+func FuzzParseDuration(f *testing.F) {
+	for _, s := range []string{"60", "90s", "400d", "1h30m", "-1s", "d", "99999999999d", "1e9"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		d, err := parseDuration(s)
+		if err == nil && d < 0 {
+			t.Fatalf("%q parsed to negative %v", s, d)
+		}
+	})
+}
