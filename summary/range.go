@@ -84,62 +84,108 @@ func (p RangeParser) AlignedNow() time.Time {
 	return time.UnixMilli(ms).UTC()
 }
 
-// Parse validates and resolves the two parameters.
+// Parse validates and resolves the two parameters at the aligned now.
 func (p RangeParser) Parse(from, to string) (Range, error) {
+	spec, err := p.ParseSpec(from, to)
+	if err != nil {
+		return Range{}, err
+	}
+	return spec.Resolve(p.AlignedNow()), nil
+}
+
+// ParseSpec validates the two parameters and keeps relative ends relative,
+// so that a live stream of now-24h..now can slide with time.
+func (p RangeParser) ParseSpec(from, to string) (Spec, error) {
 	now := p.AlignedNow()
-	f, err := parseInstant("from", from, now)
+	f, err := parsePoint("from", from)
 	if err != nil {
-		return Range{}, err
+		return Spec{}, err
 	}
-	t, err := parseInstant("to", to, now)
+	t, err := parsePoint("to", to)
 	if err != nil {
-		return Range{}, err
+		return Spec{}, err
 	}
-	if f.After(t) {
-		return Range{}, &ParamError{Param: "from", Code: CodeInvalidRange,
-			Message: fmt.Sprintf("from (%s) is after to (%s)", FormatInstant(f), FormatInstant(t))}
+	spec := Spec{From: f, To: t}
+	r := spec.Resolve(now)
+	if r.From.After(r.To) {
+		return Spec{}, &ParamError{Param: "from", Code: CodeInvalidRange,
+			Message: fmt.Sprintf("from (%s) is after to (%s)", FormatInstant(r.From), FormatInstant(r.To))}
 	}
-	r := Range{From: f, To: t}
 	if p.MaxRange > 0 && r.Span() > p.MaxRange {
-		return Range{}, &ParamError{Param: "to", Code: CodeRangeTooLarge,
+		return Spec{}, &ParamError{Param: "to", Code: CodeRangeTooLarge,
 			Message: fmt.Sprintf("range from..to spans %s, more than the maximum of %s", humanDuration(r.Span()), humanDuration(p.MaxRange))}
 	}
-	return r, nil
+	return spec, nil
 }
 
-// ParseInstant resolves one parameter value: RFC 3339 with any offset and
+// Point is one end of a range: an absolute instant, or an offset from now.
+type Point struct {
+	Relative bool
+	Offset   time.Duration // when Relative
+	At       time.Time     // when absolute (UTC)
+}
+
+func (pt Point) resolve(now time.Time) time.Time {
+	if pt.Relative {
+		return now.Add(pt.Offset)
+	}
+	return pt.At
+}
+
+func (pt Point) key() string {
+	if pt.Relative {
+		return "now" + strconv.FormatInt(pt.Offset.Microseconds(), 10) + "us"
+	}
+	return FormatInstant(pt.At)
+}
+
+// Spec is a range as asked for: relative ends stay relative.
+type Spec struct {
+	From, To Point
+}
+
+// Resolve fixes the range at now (which callers align to the refresh
+// interval).
+func (s Spec) Resolve(now time.Time) Range {
+	return Range{From: s.From.resolve(now), To: s.To.resolve(now)}
+}
+
+// Key is canonical for the spec: "now-86400000000us:now0us" for
+// now-24h..now, the Range key for absolute ranges.
+func (s Spec) Key() string { return s.From.key() + ":" + s.To.key() }
+
+// Relative reports whether either end moves with time.
+func (s Spec) Relative() bool { return s.From.Relative || s.To.Relative }
+
+// parsePoint reads one parameter value: RFC 3339 with any offset and
 // optional fractional seconds, or a relative time such as now, now-15m,
 // now-24h, now-7d, now-1w+2h.
-func ParseInstant(param, s string, now time.Time) (time.Time, error) {
-	return parseInstant(param, s, now)
-}
-
-func parseInstant(param, s string, now time.Time) (time.Time, error) {
+func parsePoint(param, s string) (Point, error) {
 	if s == "" {
-		return time.Time{}, &ParamError{Param: param, Code: CodeMissingParameter,
+		return Point{}, &ParamError{Param: param, Code: CodeMissingParameter,
 			Message: fmt.Sprintf("query parameter %q is required (RFC 3339 such as 2024-01-31T23:59:59Z, or relative such as now-24h)", param)}
 	}
 	if len(s) > maxParamLen {
-		return time.Time{}, invalid(param, "is too long")
+		return Point{}, invalid(param, "is too long")
 	}
 	if strings.HasPrefix(s, "now") {
 		off, err := parseOffset(s[len("now"):])
 		if err != nil {
-			return time.Time{}, invalid(param, err.Error())
+			return Point{}, invalid(param, err.Error())
 		}
-		return now.Add(off), nil
+		return Point{Relative: true, Offset: off}, nil
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
-		return time.Time{}, invalid(param, "is not an RFC 3339 timestamp (2024-01-31T23:59:59Z, 2024-01-31T23:59:59.999+02:00) nor a relative time (now, now-15m, now-24h, now-7d)")
+		return Point{}, invalid(param, "is not an RFC 3339 timestamp (2024-01-31T23:59:59Z, 2024-01-31T23:59:59.999+02:00) nor a relative time (now, now-15m, now-24h, now-7d)")
 	}
 	if t.Nanosecond()%int(time.Microsecond) != 0 {
-		return time.Time{}, invalid(param, "has more precision than microseconds, which the database cannot store")
+		return Point{}, invalid(param, "has more precision than microseconds, which the database cannot store")
 	}
 	if y := t.UTC().Year(); y < 1 || y > 9999 {
-		return time.Time{}, invalid(param, "is outside the years 0001 to 9999")
+		return Point{}, invalid(param, "is outside the years 0001 to 9999")
 	}
-	return t.UTC(), nil
+	return Point{At: t.UTC()}, nil
 }
 
 func invalid(param, what string) error {

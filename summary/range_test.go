@@ -179,3 +179,26 @@ func FuzzParseRange(f *testing.F) {
 		}
 	})
 }
+
+func TestSpecSlidesWithTimeUnderOneKey(t *testing.T) {
+	p := testParser()
+	spec, err := p.ParseSpec("now-24h", "now")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !spec.Relative() || spec.Key() != "now-86400000000us:now0us" {
+		t.Fatalf("key %s", spec.Key())
+	}
+	a := spec.Resolve(fixedNow.Truncate(5 * time.Second))
+	b := spec.Resolve(fixedNow.Truncate(5 * time.Second).Add(5 * time.Second))
+	if b.From.Sub(a.From) != 5*time.Second || b.Span() != 24*time.Hour {
+		t.Fatalf("%v then %v", a, b)
+	}
+	abs, err := p.ParseSpec("2024-01-01T02:00:00+02:00", "2024-01-02T00:00:00Z")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if abs.Relative() || abs.Key() != "2024-01-01T00:00:00.000Z:2024-01-02T00:00:00.000Z" {
+		t.Fatalf("absolute key %s", abs.Key())
+	}
+}
