@@ -14,19 +14,23 @@ import (
 // Config is everything the server reads from its environment. Env vars set
 // it, flags override env vars, and Validate rejects what cannot work.
 type Config struct {
-	Port               int
-	DatabaseURL        string
-	RedisURL           string
-	RedisPrefix        string
-	CacheTTL           time.Duration
-	CacheStaleTTL      time.Duration
-	RefreshInterval    time.Duration
-	MaxRange           time.Duration
-	DBMaxConns         int
-	DBStatementTimeout time.Duration
-	ShutdownTimeout    time.Duration
-	LogLevel           slog.Level
-	LogFormat          string
+	Port                    int
+	DatabaseURL             string
+	RedisURL                string
+	RedisPrefix             string
+	CacheTTL                time.Duration
+	CacheStaleTTL           time.Duration
+	RefreshInterval         time.Duration
+	MaxRange                time.Duration
+	DBMaxConns              int
+	DBStatementTimeout      time.Duration
+	ShutdownTimeout         time.Duration
+	StreamMaxClients        int
+	StreamMaxClientsPerAddr int
+	StreamMaxRanges         int
+	Heartbeat               time.Duration
+	LogLevel                slog.Level
+	LogFormat               string
 
 	// Flags only.
 	NoMigrate  bool
@@ -37,20 +41,24 @@ type Config struct {
 // defaultConfig works on a machine with a local PostgreSQL and Redis.
 func defaultConfig() Config {
 	return Config{
-		Port:               3000,
-		DatabaseURL:        "postgres://localhost:5432/analytics?sslmode=disable",
-		RedisURL:           "redis://localhost:6379/0",
-		RedisPrefix:        "analytics:",
-		CacheTTL:           60 * time.Second,
-		CacheStaleTTL:      24 * time.Hour,
-		RefreshInterval:    5 * time.Second,
-		MaxRange:           400 * 24 * time.Hour,
-		DBMaxConns:         10,
-		DBStatementTimeout: 30 * time.Second,
-		ShutdownTimeout:    15 * time.Second,
-		LogLevel:           slog.LevelInfo,
-		LogFormat:          "json",
-		DemoEvents:         300_000,
+		Port:                    3000,
+		DatabaseURL:             "postgres://localhost:5432/analytics?sslmode=disable",
+		RedisURL:                "redis://localhost:6379/0",
+		RedisPrefix:             "analytics:",
+		CacheTTL:                60 * time.Second,
+		CacheStaleTTL:           24 * time.Hour,
+		RefreshInterval:         5 * time.Second,
+		MaxRange:                400 * 24 * time.Hour,
+		DBMaxConns:              10,
+		DBStatementTimeout:      30 * time.Second,
+		ShutdownTimeout:         15 * time.Second,
+		StreamMaxClients:        50_000,
+		StreamMaxClientsPerAddr: 1_000,
+		StreamMaxRanges:         1_000,
+		Heartbeat:               15 * time.Second,
+		LogLevel:                slog.LevelInfo,
+		LogFormat:               "json",
+		DemoEvents:              300_000,
 	}
 }
 
@@ -73,6 +81,10 @@ func (c *Config) settings() []setting {
 		{"DB_MAX_CONNS", "db-max-conns", "PostgreSQL pool size", (*intValue)(&c.DBMaxConns)},
 		{"DB_STATEMENT_TIMEOUT", "db-statement-timeout", "server-side statement_timeout of every query", (*durationValue)(&c.DBStatementTimeout)},
 		{"SHUTDOWN_TIMEOUT", "shutdown-timeout", "how long a graceful shutdown waits for requests to finish", (*durationValue)(&c.ShutdownTimeout)},
+		{"STREAM_MAX_CLIENTS", "stream-max-clients", "live stream clients per instance; more get 503 + Retry-After", (*intValue)(&c.StreamMaxClients)},
+		{"STREAM_MAX_CLIENTS_PER_ADDR", "stream-max-clients-per-addr", "live stream clients per remote address", (*intValue)(&c.StreamMaxClientsPerAddr)},
+		{"STREAM_MAX_RANGES", "stream-max-ranges", "distinct live ranges per instance", (*intValue)(&c.StreamMaxRanges)},
+		{"STREAM_HEARTBEAT", "stream-heartbeat", "comment line sent on idle streams", (*durationValue)(&c.Heartbeat)},
 		{"LOG_LEVEL", "log-level", "debug, info, warn or error", (*levelValue)(&c.LogLevel)},
 		{"LOG_FORMAT", "log-format", "json or text", (*formatValue)(&c.LogFormat)},
 	}
@@ -117,6 +129,9 @@ func (c *Config) Validate() error {
 	}
 	if c.CacheStaleTTL < 0 {
 		errs = append(errs, errors.New("CACHE_STALE_TTL must not be negative"))
+	}
+	if c.Heartbeat < time.Second {
+		errs = append(errs, errors.New("STREAM_HEARTBEAT must be at least 1s"))
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("SHUTDOWN_TIMEOUT must be positive"))

@@ -22,6 +22,7 @@ import (
 
 	"github.com/liveanalytics/analyticsd/internal/httpx"
 	"github.com/liveanalytics/analyticsd/storage"
+	"github.com/liveanalytics/analyticsd/stream"
 	"github.com/liveanalytics/analyticsd/summary"
 	"github.com/liveanalytics/analyticsd/ui"
 )
@@ -68,7 +69,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	handler := newHandler(cfg, db, rdb, reg, log)
+	handler, broker := newHandler(cfg, db, rdb, reg, log)
+	defer broker.Close()
 
 	ln, err := net.Listen("tcp", ":"+strconv.Itoa(cfg.Port))
 	if err != nil {
@@ -84,6 +86,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		MaxHeaderBytes: 64 << 10,
 		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	// Shutdown waits for handlers; live streams end when the broker closes.
+	srv.RegisterOnShutdown(broker.Close)
 	log.Info("listening", "addr", ln.Addr().String(), "demo", cfg.Demo)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -132,7 +136,7 @@ func prepareSchema(ctx context.Context, db *storage.DB, noMigrate bool, log *slo
 }
 
 // newHandler builds the whole HTTP surface.
-func newHandler(cfg Config, db *storage.DB, rdb *redis.Client, reg *prometheus.Registry, log *slog.Logger) http.Handler {
+func newHandler(cfg Config, db *storage.DB, rdb *redis.Client, reg *prometheus.Registry, log *slog.Logger) (http.Handler, *stream.Broker) {
 	cache := summary.NewRedisCache(rdb, cfg.RedisPrefix, cfg.CacheTTL, cfg.CacheStaleTTL)
 	svc := summary.NewService(db, cache, summary.ServiceOptions{
 		QueryTimeout: cfg.DBStatementTimeout,
@@ -141,6 +145,16 @@ func newHandler(cfg Config, db *storage.DB, rdb *redis.Client, reg *prometheus.R
 	})
 	parser := summary.RangeParser{Align: cfg.RefreshInterval, MaxRange: cfg.MaxRange}
 	sum := summary.NewHandler(svc, parser, log)
+	broker := stream.New(svc, rdb, stream.Options{
+		Interval:          cfg.RefreshInterval,
+		Prefix:            cfg.RedisPrefix,
+		MaxClients:        cfg.StreamMaxClients,
+		MaxClientsPerAddr: cfg.StreamMaxClientsPerAddr,
+		MaxRanges:         cfg.StreamMaxRanges,
+		Logger:            log,
+		Metrics:           stream.NewMetrics(reg),
+	})
+	live := stream.NewHandler(broker, parser, cfg.Heartbeat, 0)
 
 	r := mux.NewRouter()
 	r.Use(httpx.TagRoute)
@@ -153,6 +167,8 @@ func newHandler(cfg Config, db *storage.DB, rdb *redis.Client, reg *prometheus.R
 	}
 	read("/api/analytics/summary", sum)
 	read("/api/v1/analytics/summary", sum)
+	read("/api/analytics/stream", live)
+	read("/api/v1/analytics/stream", live)
 	read("/health", &healthHandler{db: db, rdb: rdb})
 	read("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	// Everything outside /api/ is the dashboard; unknown API paths get the
@@ -161,7 +177,7 @@ func newHandler(cfg Config, db *storage.DB, rdb *redis.Client, reg *prometheus.R
 	r.PathPrefix("/").MatcherFunc(notAPI).Handler(ui.Handler()).Methods(http.MethodGet, http.MethodHead)
 	r.NotFoundHandler = notFound()
 	r.MethodNotAllowedHandler = methodNotAllowed("GET, HEAD")
-	return httpx.Middleware(log, httpx.NewMetrics(reg))(r)
+	return httpx.Middleware(log, httpx.NewMetrics(reg))(r), broker
 }
 
 func methodNotAllowed(allow string) http.Handler {

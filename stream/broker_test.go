@@ -1,0 +1,232 @@
+package stream_test
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/liveanalytics/analyticsd/internal/testenv"
+	"github.com/liveanalytics/analyticsd/storage"
+	"github.com/liveanalytics/analyticsd/stream"
+	"github.com/liveanalytics/analyticsd/summary"
+)
+
+const interval = 200 * time.Millisecond
+
+// countingSource is the real summary service over the real PostgreSQL and
+// Redis, counting the refreshes that reach the database.
+type countingSource struct {
+	*summary.Service
+	refreshes *atomic.Int64
+	block     func(ctx context.Context) // optional: called before a refresh
+}
+
+func (c countingSource) Refresh(ctx context.Context, r summary.Range) (summary.Result, error) {
+	if c.block != nil {
+		c.block(ctx)
+		if ctx.Err() != nil {
+			return summary.Result{}, ctx.Err()
+		}
+	}
+	c.refreshes.Add(1)
+	return c.Service.Refresh(ctx, r)
+}
+
+type env struct {
+	db     *storage.DB
+	rdb    *redis.Client
+	prefix string
+	parser summary.RangeParser
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	ctx := context.Background()
+	db, err := storage.Open(ctx, storage.Options{URL: testenv.PostgresURL(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	if _, err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.InsertRandom(ctx, 50, time.Now(), 10, nil); err != nil {
+		t.Fatal(err)
+	}
+	rdb, prefix := testenv.Redis(t)
+	return &env{db: db, rdb: rdb, prefix: prefix, parser: summary.RangeParser{Align: interval, MaxRange: 400 * 24 * time.Hour}}
+}
+
+func (e *env) broker(t *testing.T, refreshes *atomic.Int64, block func(context.Context)) *stream.Broker {
+	t.Helper()
+	cache := summary.NewRedisCache(e.rdb, e.prefix, time.Minute, 0)
+	svc := summary.NewService(e.db, cache, summary.ServiceOptions{Metrics: summary.NewMetrics(prometheus.NewRegistry())})
+	b := stream.New(countingSource{Service: svc, refreshes: refreshes, block: block}, e.rdb,
+		stream.Options{Interval: interval, Prefix: e.prefix, Grace: time.Second})
+	t.Cleanup(b.Close)
+	return b
+}
+
+// collect records every version a client sees; the returned func gives a
+// copy.
+func collect(c *stream.Client, stop <-chan struct{}) func() []int64 {
+	var mu sync.Mutex
+	seen := []int64{}
+	go func() {
+		last := int64(-1)
+		for {
+			if s := c.Latest(); s != nil && s.Version != last {
+				last = s.Version
+				mu.Lock()
+				seen = append(seen, s.Version)
+				mu.Unlock()
+			}
+			select {
+			case <-c.Notify():
+			case <-stop:
+				return
+			}
+		}
+	}()
+	return func() []int64 {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]int64(nil), seen...)
+	}
+}
+
+func TestBrokersShareOneRefreshPerRangePerInterval(t *testing.T) {
+	t.Parallel()
+	for _, n := range []int{2, 3} {
+		t.Run(map[int]string{2: "two", 3: "three"}[n], func(t *testing.T) {
+			e := newEnv(t)
+			var refreshes atomic.Int64
+			ranges := []string{"now-1h", "now-2h"}
+			stop := make(chan struct{})
+			type sub struct {
+				c    *stream.Client
+				seen func() []int64
+			}
+			var subs []sub
+			for range n {
+				b := e.broker(t, &refreshes, nil)
+				for _, from := range ranges {
+					spec, err := e.parser.ParseSpec(from, "now")
+					if err != nil {
+						t.Fatal(err)
+					}
+					c, err := b.Subscribe(context.Background(), spec, "127.0.0.1")
+					if err != nil {
+						t.Fatal(err)
+					}
+					subs = append(subs, sub{c, collect(c, stop)})
+				}
+			}
+			// Count whole intervals: start at a boundary, stop at one.
+			time.Sleep(time.Until(time.UnixMilli((time.Now().UnixMilli()/interval.Milliseconds() + 1) * interval.Milliseconds())))
+			start := refreshes.Load()
+			const T = 10
+			time.Sleep(T * interval)
+			got := refreshes.Load() - start
+			close(stop)
+			R := int64(len(ranges))
+			// One refresh per range per interval, give or take the
+			// interval in flight at each end; N instances would be N×.
+			if got < R*(T-1) || got > R*(T+1) {
+				t.Fatalf("%d brokers, %d ranges, %d intervals: %d refreshes, want about %d (not %d)", n, R, T, got, R*T, int64(n)*R*T)
+			}
+			for i, s := range subs {
+				v := s.seen()
+				if len(v) < T-1 {
+					t.Fatalf("client %d saw %d versions: %v", i, len(v), v)
+				}
+				for j := 1; j < len(v); j++ {
+					if v[j] != v[j-1]+1 {
+						t.Fatalf("client %d missed a version: %v", i, v)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestLeaderDiesMidRefresh(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	var refreshes atomic.Int64
+	var victim atomic.Pointer[stream.Broker]
+	var blocked atomic.Int64 // the version whose leader was killed
+	brokers := make([]*stream.Broker, 2)
+	for i := range brokers {
+		self := &brokers[i]
+		brokers[i] = e.broker(t, &refreshes, func(ctx context.Context) {
+			// The first refresh anywhere blocks until its broker dies.
+			if victim.CompareAndSwap(nil, *self) {
+				blocked.Store(time.Now().UnixMilli() / interval.Milliseconds())
+				<-ctx.Done()
+			}
+		})
+	}
+	spec, _ := e.parser.ParseSpec("now-1h", "now")
+	clients := make([]*stream.Client, 2)
+	for i, b := range brokers {
+		c, err := b.Subscribe(context.Background(), spec, "127.0.0.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients[i] = c
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for victim.Load() == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("no refresh started")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	dead := victim.Load()
+	dead.Close() // the leader dies holding the lease for this interval
+	survivor := clients[0]
+	if brokers[0] == dead {
+		survivor = clients[1]
+	}
+	k := blocked.Load()
+	for {
+		if s := survivor.Latest(); s != nil && s.Version >= k {
+			if s.Version != k {
+				// It may have moved on already; the interval must not be skipped.
+				t.Logf("survivor at version %d (killed interval %d)", s.Version, k)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("interval %d never completed after its leader died", k)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestClosedBrokerRefusesAndEndsClients(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	var n atomic.Int64
+	b := e.broker(t, &n, nil)
+	spec, _ := e.parser.ParseSpec("now-1h", "now")
+	c, err := b.Subscribe(context.Background(), spec, "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	select {
+	case <-c.Done():
+	case <-time.After(time.Second):
+		t.Fatal("client not ended by Close")
+	}
+	if _, err := b.Subscribe(context.Background(), spec, "127.0.0.1"); err != stream.ErrClosed {
+		t.Fatalf("subscribe after close: %v", err)
+	}
+}

@@ -1,0 +1,193 @@
+package stream
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/liveanalytics/analyticsd/summary"
+)
+
+// liveRange is one normalized range with local clients.
+type liveRange struct {
+	key, channel, snapKey, leasePrefix string
+	spec                               summary.Spec
+	live                               bool
+	finalVersion                       int64
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	clients map[*Client]struct{}
+	latest  *Snapshot
+	arrived chan struct{} // closed and replaced on every new snapshot
+
+	dropTimer *time.Timer // guarded by the broker's mu
+}
+
+func newLiveRange(b *Broker, spec summary.Spec, now time.Time) *liveRange {
+	key := spec.Key()
+	// The braces are a Redis Cluster hash tag: a range's keys share a slot.
+	base := b.o.Prefix + "stream:{" + key + "}:"
+	r := spec.Resolve(now)
+	lr := &liveRange{key: key, spec: spec, channel: base + "ch", snapKey: base + "snap", leasePrefix: base + "lease:",
+		// A range that ended in the past never changes: one snapshot,
+		// then heartbeats only.
+		live:         spec.Relative() || !r.To.Before(now),
+		finalVersion: b.tick(r.To) + 1,
+		clients:      map[*Client]struct{}{}, arrived: make(chan struct{})}
+	lr.ctx, lr.cancel = context.WithCancel(b.ctx)
+	return lr
+}
+
+func (lr *liveRange) stop() { lr.cancel() }
+
+func (lr *liveRange) add(c *Client) {
+	lr.mu.Lock()
+	lr.clients[c] = struct{}{}
+	if lr.latest != nil {
+		c.offer(lr.latest)
+	}
+	lr.mu.Unlock()
+}
+
+func (lr *liveRange) remove(c *Client) bool {
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	if _, ok := lr.clients[c]; !ok {
+		return false
+	}
+	delete(lr.clients, c)
+	return true
+}
+
+func (lr *liveRange) empty() bool {
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	return len(lr.clients) == 0
+}
+
+func (lr *liveRange) closeClients() {
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	for c := range lr.clients {
+		c.end()
+	}
+}
+
+func (lr *liveRange) latestSnapshot() *Snapshot {
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	return lr.latest
+}
+
+func (lr *liveRange) arrivedChan() <-chan struct{} {
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	return lr.arrived
+}
+
+// deliver makes s the latest snapshot if it is newer, and offers it to
+// every client. It never blocks: each client keeps only the latest.
+func (lr *liveRange) deliver(s *Snapshot) bool {
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	if lr.latest != nil && s.Version <= lr.latest.Version {
+		return false
+	}
+	lr.latest = s
+	for c := range lr.clients {
+		c.offer(s)
+	}
+	close(lr.arrived)
+	lr.arrived = make(chan struct{})
+	return true
+}
+
+// Client is one subscriber. It holds at most one pending snapshot: a newer
+// one replaces an older one that was not written yet.
+type Client struct {
+	b      *Broker
+	lr     *liveRange
+	addr   string
+	notify chan struct{}
+	latest atomic.Pointer[Snapshot]
+	done   chan struct{}
+	once   sync.Once
+	closed atomic.Bool
+}
+
+func (c *Client) offer(s *Snapshot) {
+	c.latest.Store(s)
+	select {
+	case c.notify <- struct{}{}:
+	default: // already signalled; the writer will take the newest
+	}
+}
+
+// Notify signals that Latest changed.
+func (c *Client) Notify() <-chan struct{} { return c.notify }
+
+// Latest is the newest snapshot, or nil before the first one.
+func (c *Client) Latest() *Snapshot { return c.latest.Load() }
+
+// Done is closed when the broker ends the stream (shutdown).
+func (c *Client) Done() <-chan struct{} { return c.done }
+
+// Live reports whether the range still changes.
+func (c *Client) Live() bool { return c.lr.live }
+
+func (c *Client) end() { c.once.Do(func() { close(c.done) }) }
+
+// Close unsubscribes the client.
+func (c *Client) Close() {
+	if c.closed.Swap(true) {
+		return
+	}
+	c.end()
+	c.b.release(c)
+}
+
+// Metrics are the stream's Prometheus collectors.
+type Metrics struct {
+	clients         prometheus.Gauge
+	ranges          prometheus.Gauge
+	refreshes       *prometheus.CounterVec
+	contention      prometheus.Counter
+	publishes       *prometheus.CounterVec
+	deliveries      prometheus.Counter
+	slow            prometheus.Counter
+	rejected        *prometheus.CounterVec
+	refreshDuration prometheus.Histogram
+	lag             prometheus.Histogram
+}
+
+// NewMetrics registers the stream collectors on reg (nil: a private one).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	m := &Metrics{
+		clients: prometheus.NewGauge(prometheus.GaugeOpts{Name: "analytics_stream_clients", Help: "Connected stream clients on this instance."}),
+		ranges:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "analytics_stream_ranges", Help: "Live ranges held by this instance."}),
+		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "analytics_stream_refreshes_total",
+			Help: "Range intervals by role: leader (computed and published), follower (received), local (computed without Redis), error."}, []string{"role"}),
+		contention: prometheus.NewCounter(prometheus.CounterOpts{Name: "analytics_stream_lease_contention_total", Help: "Lease attempts lost to another instance."}),
+		publishes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "analytics_stream_publishes_total",
+			Help: "Snapshot publications by result: published, fenced (a newer one existed), error."}, []string{"result"}),
+		deliveries: prometheus.NewCounter(prometheus.CounterOpts{Name: "analytics_stream_deliveries_total", Help: "Snapshots written to clients."}),
+		slow:       prometheus.NewCounter(prometheus.CounterOpts{Name: "analytics_stream_slow_client_disconnects_total", Help: "Clients dropped because a write missed its deadline."}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "analytics_stream_rejected_total",
+			Help: "Stream connections refused by limit: clients or ranges."}, []string{"reason"}),
+		refreshDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "analytics_stream_refresh_duration_seconds",
+			Help: "Time to compute one range refresh.", Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12)}),
+		lag: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "analytics_stream_delivery_lag_seconds",
+			Help: "From a leader's publish to local fan-out on this instance.", Buckets: prometheus.ExponentialBuckets(0.0005, 2.5, 12)}),
+	}
+	reg.MustRegister(m.clients, m.ranges, m.refreshes, m.contention, m.publishes, m.deliveries, m.slow, m.rejected, m.refreshDuration, m.lag)
+	return m
+}
