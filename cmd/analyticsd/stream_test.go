@@ -197,4 +197,3 @@ func drain(events chan sseEvent) chan sseEvent {
 	}()
 	return out
 }
-
