@@ -29,6 +29,7 @@ type Config struct {
 	StreamMaxClientsPerAddr int
 	StreamMaxRanges         int
 	Heartbeat               time.Duration
+	StreamWriteTimeout      time.Duration
 	LogLevel                slog.Level
 	LogFormat               string
 
@@ -56,6 +57,7 @@ func defaultConfig() Config {
 		StreamMaxClientsPerAddr: 1_000,
 		StreamMaxRanges:         1_000,
 		Heartbeat:               15 * time.Second,
+		StreamWriteTimeout:      5 * time.Second,
 		LogLevel:                slog.LevelInfo,
 		LogFormat:               "json",
 		DemoEvents:              300_000,
@@ -85,6 +87,7 @@ func (c *Config) settings() []setting {
 		{"STREAM_MAX_CLIENTS_PER_ADDR", "stream-max-clients-per-addr", "live stream clients per remote address", (*intValue)(&c.StreamMaxClientsPerAddr)},
 		{"STREAM_MAX_RANGES", "stream-max-ranges", "distinct live ranges per instance", (*intValue)(&c.StreamMaxRanges)},
 		{"STREAM_HEARTBEAT", "stream-heartbeat", "comment line sent on idle streams", (*durationValue)(&c.Heartbeat)},
+		{"STREAM_WRITE_TIMEOUT", "stream-write-timeout", "deadline of one write to a stream; a client that cannot take it is dropped", (*durationValue)(&c.StreamWriteTimeout)},
 		{"LOG_LEVEL", "log-level", "debug, info, warn or error", (*levelValue)(&c.LogLevel)},
 		{"LOG_FORMAT", "log-format", "json or text", (*formatValue)(&c.LogFormat)},
 	}
@@ -132,6 +135,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Heartbeat < time.Second {
 		errs = append(errs, errors.New("STREAM_HEARTBEAT must be at least 1s"))
+	}
+	if c.StreamWriteTimeout <= 0 {
+		errs = append(errs, errors.New("STREAM_WRITE_TIMEOUT must be positive"))
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("SHUTDOWN_TIMEOUT must be positive"))

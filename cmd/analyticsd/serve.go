@@ -84,6 +84,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		// own work, and streams set a deadline per write.
 		IdleTimeout:    2 * time.Minute,
 		MaxHeaderBytes: 64 << 10,
+		ConnContext:    stream.ConnContext,
 		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	// Shutdown waits for handlers; live streams end when the broker closes.
@@ -154,7 +155,7 @@ func newHandler(cfg Config, db *storage.DB, rdb *redis.Client, reg *prometheus.R
 		Logger:            log,
 		Metrics:           stream.NewMetrics(reg),
 	})
-	live := stream.NewHandler(broker, parser, cfg.Heartbeat, 0)
+	live := stream.NewHandler(broker, parser, cfg.Heartbeat, cfg.StreamWriteTimeout)
 
 	r := mux.NewRouter()
 	r.Use(httpx.TagRoute)

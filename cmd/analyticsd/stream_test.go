@@ -3,9 +3,12 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -35,6 +38,7 @@ func openStream(t *testing.T, url, lastID string) *sseConn {
 	go func() {
 		defer close(c.events)
 		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 64<<10), 4<<20)
 		var ev sseEvent
 		for sc.Scan() {
 			line := sc.Text()
@@ -196,4 +200,80 @@ func drain(events chan sseEvent) chan sseEvent {
 		close(out)
 	}()
 	return out
+}
+
+// metric reads one unlabelled sample from /metrics.
+func metric(t *testing.T, base, name string) float64 {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	t.Fatalf("metric %s not found", name)
+	return 0
+}
+
+// TestStalledClientIsDroppedOthersOnTime opens a raw TCP stream that never
+// reads (with a tiny receive window) next to a normal client.
+func TestStalledClientIsDroppedOthersOnTime(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, map[string]string{"REFRESH_INTERVAL": "100ms", "STREAM_WRITE_TIMEOUT": "300ms"})
+	// Thousands of event types make each snapshot ~60 KB, so the stalled
+	// connection's buffers fill within a few intervals.
+	exec(t, s.dbURL, `INSERT INTO events (user_id, event_type, created_at)
+		SELECT 'u' || g, 'type_with_a_long_name_' || g, now() - interval '5 seconds' FROM generate_series(1, 3000) g`)
+	path := "/api/analytics/stream?from=now-1h&to=now"
+
+	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) {
+			_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		})
+	}}
+	stalled, err := d.Dial("tcp", strings.TrimPrefix(s.base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stalled.Close()
+	if _, err := fmt.Fprintf(stalled, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path); err != nil {
+		t.Fatal(err)
+	}
+
+	good := openStream(t, s.base+path, "")
+	last := time.Now()
+	var worst time.Duration
+	deadline := time.Now().Add(10 * time.Second)
+	for metric(t, s.base, "analytics_stream_slow_client_disconnects_total") < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the stalled client was never dropped")
+		}
+		if _, ok := good.next(t, 2*time.Second); !ok {
+			t.Fatal("the reading client stopped receiving")
+		}
+		if gap := time.Since(last); gap > worst {
+			worst = gap
+		}
+		last = time.Now()
+	}
+	// The write deadline is 300 ms: the reading client must never have
+	// waited on the stalled one for that long on top of the interval.
+	if worst > time.Second {
+		t.Fatalf("the reading client waited %v between snapshots", worst)
+	}
+	for range 5 {
+		if _, ok := good.next(t, 2*time.Second); !ok {
+			t.Fatal("the reading client stopped after the drop")
+		}
+	}
+	if n := metric(t, s.base, "analytics_stream_clients"); n != 1 {
+		t.Fatalf("clients gauge %v after the drop, want 1", n)
+	}
 }
