@@ -2,6 +2,7 @@ package stream_test
 
 import (
 	"context"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -228,5 +229,88 @@ func TestClosedBrokerRefusesAndEndsClients(t *testing.T) {
 	}
 	if _, err := b.Subscribe(context.Background(), spec, "127.0.0.1"); err != stream.ErrClosed {
 		t.Fatalf("subscribe after close: %v", err)
+	}
+}
+
+func TestRedisStoppedAndStartedUnderLiveClients(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	srv := testenv.StartRedis(t)
+	opt, _ := redis.ParseURL(srv.URL())
+	rdb := redis.NewClient(summary.TuneRedisOptions(opt))
+	defer rdb.Close()
+	e.rdb = rdb
+	var refreshes atomic.Int64
+	brokers := []*stream.Broker{e.broker(t, &refreshes, nil), e.broker(t, &refreshes, nil)}
+	spec, _ := e.parser.ParseSpec("now-1h", "now")
+	var clients []*stream.Client
+	for _, b := range brokers {
+		c, err := b.Subscribe(context.Background(), spec, "127.0.0.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, c)
+	}
+	advances := func(what string) {
+		t.Helper()
+		for i, c := range clients {
+			start := int64(-1)
+			if s := c.Latest(); s != nil {
+				start = s.Version
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				if s := c.Latest(); s != nil && s.Version >= start+3 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: client %d stuck at version %d", what, i, start)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+	}
+	advances("with redis")
+	srv.Stop()
+	advances("redis down: every instance refreshes on its own")
+	srv.Start()
+	// Back to one refresh per interval across both instances.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		time.Sleep(time.Until(time.UnixMilli((time.Now().UnixMilli()/interval.Milliseconds() + 1) * interval.Milliseconds())))
+		before := refreshes.Load()
+		time.Sleep(5 * interval)
+		if n := refreshes.Load() - before; n <= 6 {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("after Redis returned: %d refreshes in 5 intervals, want about 5", n)
+		}
+	}
+	advances("redis back")
+}
+
+func TestCloseLeaksNoGoroutines(t *testing.T) {
+	e := newEnv(t)
+	before := runtime.NumGoroutine()
+	var n atomic.Int64
+	b := stream.New(countingSource{Service: summary.NewService(e.db, nil, summary.ServiceOptions{Metrics: summary.NewMetrics(prometheus.NewRegistry())}), refreshes: &n},
+		e.rdb, stream.Options{Interval: interval, Prefix: e.prefix})
+	for _, from := range []string{"now-1h", "now-2h", "now-3h"} {
+		spec, _ := e.parser.ParseSpec(from, "now")
+		for range 10 {
+			if _, err := b.Subscribe(context.Background(), spec, "127.0.0.1"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	time.Sleep(3 * interval)
+	b.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines before, %d after Close:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
