@@ -145,12 +145,9 @@ func (b *Broker) Close() {
 	b.wg.Wait()
 }
 
-// tick is the index of the interval that contains t.
-func (b *Broker) tick(t time.Time) int64 { return t.UnixMilli() / b.o.Interval.Milliseconds() }
+func (b *Broker) tick(t time.Time) int64 { return summary.Tick(t, b.o.Interval) }
 
-func (b *Broker) tickTime(k int64) time.Time {
-	return time.UnixMilli(k * b.o.Interval.Milliseconds()).UTC()
-}
+func (b *Broker) tickTime(k int64) time.Time { return summary.TickTime(k, b.o.Interval) }
 
 // Subscribe adds a client for spec. The client gets the current snapshot
 // at once (Latest) and every newer one through Notify.
@@ -211,10 +208,9 @@ func (b *Broker) Subscribe(ctx context.Context, spec summary.Spec, addr string) 
 // is current, else one computed through the cache-aside service.
 func (b *Broker) initial(ctx context.Context, lr *liveRange) {
 	now := b.o.Now()
-	version := lr.finalVersion
+	version := lr.spec.Version(now, b.o.Interval)
 	at := now
 	if lr.live {
-		version = b.tick(now)
 		at = b.tickTime(version)
 	}
 	if b.rdb != nil {

@@ -16,7 +16,6 @@ type liveRange struct {
 	key, channel, snapKey, leasePrefix string
 	spec                               summary.Spec
 	live                               bool
-	finalVersion                       int64
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -33,13 +32,11 @@ func newLiveRange(b *Broker, spec summary.Spec, now time.Time) *liveRange {
 	key := spec.Key()
 	// The braces are a Redis Cluster hash tag: a range's keys share a slot.
 	base := b.o.Prefix + "stream:{" + key + "}:"
-	r := spec.Resolve(now)
 	lr := &liveRange{key: key, spec: spec, channel: base + "ch", snapKey: base + "snap", leasePrefix: base + "lease:",
 		// A range that ended in the past never changes: one snapshot,
 		// then heartbeats only.
-		live:         spec.Relative() || !r.To.Before(now),
-		finalVersion: b.tick(r.To) + 1,
-		clients:      map[*Client]struct{}{}, arrived: make(chan struct{})}
+		live:    spec.Live(now),
+		clients: map[*Client]struct{}{}, arrived: make(chan struct{})}
 	lr.ctx, lr.cancel = context.WithCancel(b.ctx)
 	return lr
 }

@@ -51,15 +51,8 @@ func NewHandler(b *Broker, parser summary.RangeParser, heartbeat, writeTimeout t
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	q := req.URL.Query()
-	spec, err := h.parser.ParseSpec(q.Get("from"), q.Get("to"))
-	if err != nil {
-		var pe *summary.ParamError
-		if errors.As(err, &pe) {
-			httpx.WriteError(w, req, http.StatusBadRequest, pe.Code, pe.Message)
-			return
-		}
-		httpx.WriteError(w, req, http.StatusBadRequest, summary.CodeInvalidParameter, "bad query parameters")
+	spec, ok := summary.ParseSpecRequest(w, req, h.parser)
+	if !ok {
 		return
 	}
 	addr, _, _ := net.SplitHostPort(req.RemoteAddr)

@@ -4,7 +4,11 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
 	"net/http"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/liveanalytics/analyticsd/internal/httpx"
 )
@@ -44,11 +48,42 @@ func NewResponse(r Range, res Result) Response {
 		Period: Period{From: FormatInstant(r.From), To: FormatInstant(r.To)}}
 }
 
-// ParseRequest resolves the from/to query parameters of req, writing the
+// interval is the refresh step versions count in.
+func (h *Handler) interval() time.Duration {
+	if h.parser.Align > 0 {
+		return h.parser.Align
+	}
+	return time.Second
+}
+
+// maxAge is the seconds until the next refresh for a live range, and the
+// refresh interval's worth for a range that no longer changes (its answer
+// may still gain late events within the cache TTL).
+func (h *Handler) maxAge(spec Spec) int {
+	now := time.Now()
+	iv := h.interval()
+	if !spec.Live(now) {
+		return int(iv.Seconds())
+	}
+	next := TickTime(Tick(now, iv)+1, iv)
+	return int(math.Ceil(next.Sub(now).Seconds()))
+}
+
+func etagMatch(header, etag string) bool {
+	for _, part := range strings.Split(header, ",") {
+		part = strings.TrimPrefix(strings.TrimSpace(part), "W/")
+		if part == etag || part == "*" {
+			return true
+		}
+	}
+	return false
+}
+
+// ParseSpecRequest reads the from/to query parameters of req, writing the
 // 400 itself when they are bad.
-func ParseRequest(w http.ResponseWriter, req *http.Request, p RangeParser) (Range, bool) {
+func ParseSpecRequest(w http.ResponseWriter, req *http.Request, p RangeParser) (Spec, bool) {
 	q := req.URL.Query()
-	r, err := p.Parse(q.Get("from"), q.Get("to"))
+	r, err := p.ParseSpec(q.Get("from"), q.Get("to"))
 	if err != nil {
 		var pe *ParamError
 		if errors.As(err, &pe) {
@@ -56,14 +91,27 @@ func ParseRequest(w http.ResponseWriter, req *http.Request, p RangeParser) (Rang
 		} else {
 			httpx.WriteError(w, req, http.StatusBadRequest, CodeInvalidParameter, "bad query parameters")
 		}
-		return Range{}, false
+		return Spec{}, false
 	}
 	return r, true
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	r, ok := ParseRequest(w, req, h.parser)
+	spec, ok := ParseSpecRequest(w, req, h.parser)
 	if !ok {
+		return
+	}
+	now := h.parser.AlignedNow()
+	r := spec.Resolve(now)
+	// The polling fallback of the live stream: the ETag is the snapshot
+	// version the stream would send, so a client that has it gets a 304,
+	// and max-age runs to the next refresh.
+	etag := `"` + strconv.FormatInt(spec.Version(now, h.interval()), 10) + `"`
+	maxAge := h.maxAge(spec)
+	w.Header().Set("ETag", etag)
+	w.Header().Set("Cache-Control", "max-age="+strconv.Itoa(maxAge))
+	if match := req.Header.Get("If-None-Match"); match != "" && etagMatch(match, etag) {
+		w.WriteHeader(http.StatusNotModified)
 		return
 	}
 	res, err := h.svc.Get(req.Context(), r)
@@ -76,7 +124,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		httpx.WriteError(w, req, http.StatusServiceUnavailable, "unavailable", "analytics data is temporarily unavailable; retry shortly")
 		return
 	}
-	w.Header().Set("Cache-Control", "no-cache")
 	if !res.ComputedAt.IsZero() {
 		w.Header().Set("Last-Modified", res.ComputedAt.UTC().Format(http.TimeFormat))
 	}

@@ -157,6 +157,30 @@ func (s Spec) Key() string { return s.From.key() + ":" + s.To.key() }
 // Relative reports whether either end moves with time.
 func (s Spec) Relative() bool { return s.From.Relative || s.To.Relative }
 
+// Live reports whether the range can still change at now: a relative range
+// always can; an absolute one until its end has passed.
+func (s Spec) Live(now time.Time) bool { return s.Relative() || !s.To.At.Before(now) }
+
+// Tick is the index of the refresh interval that contains t.
+func Tick(t time.Time, interval time.Duration) int64 {
+	return t.UnixMilli() / interval.Milliseconds()
+}
+
+// TickTime is the instant interval k starts.
+func TickTime(k int64, interval time.Duration) time.Time {
+	return time.UnixMilli(k * interval.Milliseconds()).UTC()
+}
+
+// Version is the snapshot version of the spec at now, the same on every
+// instance: the current interval's index for a live range, and a constant
+// (one past the interval of its end) for a range that can no longer change.
+func (s Spec) Version(now time.Time, interval time.Duration) int64 {
+	if s.Live(now) {
+		return Tick(now, interval)
+	}
+	return Tick(s.To.At, interval) + 1
+}
+
 // parsePoint reads one parameter value: RFC 3339 with any offset and
 // optional fractional seconds, or a relative time such as now, now-15m,
 // now-24h, now-7d, now-1w+2h.

@@ -474,3 +474,45 @@ func TestSeedCommand(t *testing.T) {
 		t.Fatalf("bad --types: %v", err)
 	}
 }
+
+func TestSummaryETagAndMaxAge(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, map[string]string{"REFRESH_INTERVAL": "5s"})
+	get := func(url, inm string) *http.Response {
+		req, _ := http.NewRequest("GET", url, nil)
+		if inm != "" {
+			req.Header.Set("If-None-Match", inm)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	live := s.base + "/api/analytics/summary?from=now-1h&to=now"
+	first := get(live, "")
+	etag := first.Header.Get("ETag")
+	want := fmt.Sprintf(`"%d"`, time.Now().UnixMilli()/5000)
+	if first.StatusCode != 200 || etag == "" {
+		t.Fatalf("status %d etag %q", first.StatusCode, etag)
+	}
+	if etag != want && etag != fmt.Sprintf(`"%d"`, time.Now().UnixMilli()/5000-1) {
+		t.Fatalf("etag %s is not the interval's version %s", etag, want)
+	}
+	maxAge, err := strconv.Atoi(strings.TrimPrefix(first.Header.Get("Cache-Control"), "max-age="))
+	if err != nil || maxAge < 0 || maxAge > 5 {
+		t.Fatalf("Cache-Control %q: want max-age up to the next refresh", first.Header.Get("Cache-Control"))
+	}
+	if r := get(live, etag); r.StatusCode != 304 && r.Header.Get("ETag") == etag {
+		t.Fatalf("If-None-Match with the current version: %d", r.StatusCode)
+	}
+	if r := get(live, `"1"`); r.StatusCode != 200 {
+		t.Fatalf("If-None-Match with an old version: %d", r.StatusCode)
+	}
+	past := get(s.base+"/api/analytics/summary?from=2024-01-01T00:00:00Z&to=2024-01-02T00:00:00Z", "")
+	if r := get(s.base+"/api/analytics/summary?from=2024-01-01T00:00:00Z&to=2024-01-02T00:00:00Z", past.Header.Get("ETag")); r.StatusCode != 304 {
+		t.Fatalf("past range with its ETag: %d", r.StatusCode)
+	}
+}
