@@ -185,6 +185,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		lag: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "analytics_stream_delivery_lag_seconds",
 			Help: "From a leader's publish to local fan-out on this instance.", Buckets: prometheus.ExponentialBuckets(0.0005, 2.5, 12)}),
 	}
+	for _, role := range []string{"leader", "follower", "local", "error"} {
+		m.refreshes.WithLabelValues(role)
+	}
+	for _, r := range []string{"published", "fenced", "error"} {
+		m.publishes.WithLabelValues(r)
+	}
+	for _, r := range []string{"clients", "ranges"} {
+		m.rejected.WithLabelValues(r)
+	}
 	reg.MustRegister(m.clients, m.ranges, m.refreshes, m.contention, m.publishes, m.deliveries, m.slow, m.rejected, m.refreshDuration, m.lag)
 	return m
 }

@@ -171,7 +171,7 @@ func (s *server) summary(t *testing.T, from, to string) (int, summaryBody) {
 func TestSummaryEndpointCachesAndValidates(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, nil)
-	exec(t, s.dbURL, `INSERT INTO events (user_id, event_type, created_at) VALUES
+	execSQL(t, s.dbURL, `INSERT INTO events (user_id, event_type, created_at) VALUES
 		('u1','page_view','2024-01-01T00:00:00Z'), ('u2','click','2024-01-01T12:00:00Z'),
 		('u1','click','2024-01-01T23:59:59.999Z'), ('u3','purchase','2024-01-02T00:00:00.001Z')`)
 
@@ -265,7 +265,7 @@ func TestPostgresDown(t *testing.T) {
 	proxy := testenv.NewProxy(t, u.Host)
 	u.Host = proxy.Addr
 	s := startServer(t, map[string]string{"DATABASE_URL": u.String()})
-	exec(t, direct, `INSERT INTO events (user_id, event_type, created_at) VALUES ('u1','page_view','2024-01-01T10:00:00Z')`)
+	execSQL(t, direct, `INSERT INTO events (user_id, event_type, created_at) VALUES ('u1','page_view','2024-01-01T10:00:00Z')`)
 	if code, b := s.summary(t, "2024-01-01T00:00:00Z", "2024-01-02T00:00:00Z"); code != 200 || b.parse(t).Total != 1 {
 		t.Fatalf("before the outage: %d %+v", code, b)
 	}
@@ -422,7 +422,7 @@ func pgxConnect(t *testing.T, dsn string) *pgx.Conn {
 	return conn
 }
 
-func exec(t *testing.T, dsn, sql string) {
+func execSQL(t *testing.T, dsn, sql string) {
 	t.Helper()
 	conn := pgxConnect(t, dsn)
 	defer conn.Close(context.Background())

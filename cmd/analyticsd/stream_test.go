@@ -88,7 +88,7 @@ func (c *sseConn) next(t *testing.T, within time.Duration) (sseEvent, bool) {
 func TestStreamEndpoint(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, map[string]string{"REFRESH_INTERVAL": "200ms", "STREAM_HEARTBEAT": "1s"})
-	exec(t, s.dbURL, `INSERT INTO events (user_id, event_type, created_at) VALUES ('u1','page_view', now() - interval '2 seconds'), ('u2','click','2024-01-01T10:00:00Z')`)
+	execSQL(t, s.dbURL, `INSERT INTO events (user_id, event_type, created_at) VALUES ('u1','page_view', now() - interval '2 seconds'), ('u2','click','2024-01-01T10:00:00Z')`)
 
 	var e summaryBody
 	if code, _ := getJSON(t, s.base+"/api/analytics/stream?from=now&to=now-1h", &e); code != 400 || e.Error == nil || e.Error.Code != "invalid_range" {
@@ -128,7 +128,7 @@ func TestStreamEndpoint(t *testing.T) {
 		prev = id
 	}
 	// A new event shows up in the stream without asking.
-	exec(t, s.dbURL, `INSERT INTO events (user_id, event_type, created_at) VALUES ('u3','purchase', now() - interval '1 second')`)
+	execSQL(t, s.dbURL, `INSERT INTO events (user_id, event_type, created_at) VALUES ('u3','purchase', now() - interval '1 second')`)
 	deadline := time.Now().Add(3 * time.Second)
 	for body.Data.ByType["purchase"] != 1 {
 		ev, ok = live.next(t, time.Until(deadline))
@@ -229,7 +229,7 @@ func TestStalledClientIsDroppedOthersOnTime(t *testing.T) {
 	s := startServer(t, map[string]string{"REFRESH_INTERVAL": "100ms", "STREAM_WRITE_TIMEOUT": "300ms"})
 	// Thousands of event types make each snapshot ~60 KB, so the stalled
 	// connection's buffers fill within a few intervals.
-	exec(t, s.dbURL, `INSERT INTO events (user_id, event_type, created_at)
+	execSQL(t, s.dbURL, `INSERT INTO events (user_id, event_type, created_at)
 		SELECT 'u' || g, 'type_with_a_long_name_' || g, now() - interval '5 seconds' FROM generate_series(1, 3000) g`)
 	path := "/api/analytics/stream?from=now-1h&to=now"
 
