@@ -8,8 +8,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/r3labs/sse/v2"
+	"gopkg.in/cenkalti/backoff.v1"
 
 	"github.com/liveanalytics/analyticsd/internal/testenv"
 )
@@ -63,14 +67,32 @@ func TestSeparateProcessesShareRefreshes(t *testing.T) {
 		bases = append(bases, base)
 	}
 	ranges := []string{"now-1h", "now-6h"}
-	var conns []*sseConn
+	// Consume the streams as a program would, with r3labs/sse's client.
+	type seen struct {
+		mu  sync.Mutex
+		ids []int64
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	var clients []*seen
 	for _, base := range bases {
 		for _, from := range ranges {
-			c := openStream(t, base+"/api/analytics/stream?from="+from+"&to=now", "")
-			if _, ok := c.next(t, 5*time.Second); !ok {
-				t.Fatal("no initial snapshot")
-			}
-			conns = append(conns, c)
+			c := sse.NewClient(base + "/api/analytics/stream?from=" + from + "&to=now")
+			c.ReconnectStrategy = &backoff.StopBackOff{}
+			rec := &seen{}
+			clients = append(clients, rec)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_ = c.SubscribeRawWithContext(ctx, func(ev *sse.Event) {
+					if v, err := strconv.ParseInt(string(ev.ID), 10, 64); err == nil && len(ev.Data) > 0 {
+						rec.mu.Lock()
+						rec.ids = append(rec.ids, v)
+						rec.mu.Unlock()
+					}
+				})
+			}()
 		}
 	}
 	computed := func() float64 {
@@ -86,29 +108,23 @@ func TestSeparateProcessesShareRefreshes(t *testing.T) {
 	iv := int64(200)
 	time.Sleep(time.Until(time.UnixMilli((time.Now().UnixMilli()/iv+1)*iv)).Abs() + 50*time.Millisecond)
 	before := computed()
-	// Read every client for T intervals and check versions are consecutive.
-	stop := time.Now().Add(T * 200 * time.Millisecond)
-	last := make([]int64, len(conns))
-	for time.Now().Before(stop) {
-		for i, c := range conns {
-			select {
-			case ev := <-c.events:
-				if ev.id == "" {
-					continue
-				}
-				v, _ := strconv.ParseInt(ev.id, 10, 64)
-				if last[i] != 0 && v != last[i]+1 {
-					t.Fatalf("client %d jumped from version %d to %d", i, last[i], v)
-				}
-				last[i] = v
-			default:
-			}
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	time.Sleep(T * 200 * time.Millisecond)
 	got := computed() - before
 	R := float64(len(ranges))
 	if got < R*(T-1) || got > R*(T+1) {
 		t.Fatalf("%d instances, %v ranges, %d intervals: %v computations in total, want about %v (not %v)", N, R, T, got, R*T, N*R*T)
+	}
+	for i, c := range clients {
+		c.mu.Lock()
+		ids := append([]int64(nil), c.ids...)
+		c.mu.Unlock()
+		if len(ids) < T {
+			t.Fatalf("client %d received %d versions: %v", i, len(ids), ids)
+		}
+		for j := 1; j < len(ids); j++ {
+			if ids[j] != ids[j-1]+1 {
+				t.Fatalf("client %d missed a version: %v", i, ids)
+			}
+		}
 	}
 }
