@@ -269,13 +269,18 @@ func (b *Broker) drop(lr *liveRange) {
 }
 
 // loop refreshes one live range at every interval boundary until the
-// range is dropped or the broker closes.
+// range is dropped or the broker closes. A refresh that ends after the
+// next boundary is followed at once by the next interval's (late rather
+// than skipped); only when more than one interval behind does the loop
+// jump to the current one.
 func (b *Broker) loop(lr *liveRange) {
 	defer b.wg.Done()
+	k := b.tick(b.o.Now()) + 1
 	for {
-		now := b.o.Now()
-		k := b.tick(now) + 1
-		timer := time.NewTimer(b.tickTime(k).Sub(now))
+		if cur := b.tick(b.o.Now()); k < cur {
+			k = cur
+		}
+		timer := time.NewTimer(b.tickTime(k).Sub(b.o.Now()))
 		select {
 		case <-lr.ctx.Done():
 			timer.Stop()
@@ -283,6 +288,7 @@ func (b *Broker) loop(lr *liveRange) {
 		case <-timer.C:
 		}
 		b.refresh(lr, k)
+		k++
 	}
 }
 
@@ -310,7 +316,9 @@ func (b *Broker) refresh(lr *liveRange, k int64) {
 			return
 		}
 		if won {
+			stop := b.keepLease(ctx, lr, k)
 			b.compute(ctx, lr, k, "leader")
+			stop()
 			return
 		}
 		b.m.contention.Inc()
@@ -333,6 +341,40 @@ func (b *Broker) lease(ctx context.Context, lr *liveRange, k int64) (bool, error
 	}
 	key := lr.leasePrefix + strconv.FormatInt(k, 10)
 	return b.rdb.SetNX(ctx, key, b.token, b.o.LeaseTTL).Result()
+}
+
+// renewScript extends a lease only for the instance that holds it.
+var renewScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0`)
+
+// keepLease renews the lease of interval k while the leader computes, so
+// that a slow refresh is not duplicated by a follower: the lease lapses
+// only when its holder stops renewing (it died or lost Redis). The
+// returned func stops the renewal and waits for it.
+func (b *Broker) keepLease(ctx context.Context, lr *liveRange, k int64) func() {
+	key := lr.leasePrefix + strconv.FormatInt(k, 10)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(b.o.LeaseTTL / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				_ = renewScript.Run(ctx, b.rdb, []string{key}, b.token, b.o.LeaseTTL.Milliseconds()).Err()
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
 }
 
 // compute runs the store for interval k and publishes the snapshot.

@@ -17,7 +17,7 @@ import (
 	"github.com/liveanalytics/analyticsd/summary"
 )
 
-const interval = 200 * time.Millisecond
+const interval = 400 * time.Millisecond
 
 // countingSource is the real summary service over the real PostgreSQL and
 // Redis, counting the refreshes that reach the database.
@@ -102,7 +102,7 @@ func collect(c *stream.Client, stop <-chan struct{}) func() []int64 {
 }
 
 func TestBrokersShareOneRefreshPerRangePerInterval(t *testing.T) {
-	t.Parallel()
+	// Not parallel: it counts refreshes against the wall clock.
 	for _, n := range []int{2, 3} {
 		t.Run(map[int]string{2: "two", 3: "three"}[n], func(t *testing.T) {
 			e := newEnv(t)
@@ -137,8 +137,9 @@ func TestBrokersShareOneRefreshPerRangePerInterval(t *testing.T) {
 			close(stop)
 			R := int64(len(ranges))
 			// One refresh per range per interval, give or take the
-			// interval in flight at each end; N instances would be N×.
-			if got < R*(T-1) || got > R*(T+1) {
+			// intervals in flight at each end on a loaded machine; N
+			// instances would be N×.
+			if got < R*(T-2) || got > R*(T+2) {
 				t.Fatalf("%d brokers, %d ranges, %d intervals: %d refreshes, want about %d (not %d)", n, R, T, got, R*T, int64(n)*R*T)
 			}
 			for i, s := range subs {
@@ -233,7 +234,7 @@ func TestClosedBrokerRefusesAndEndsClients(t *testing.T) {
 }
 
 func TestRedisStoppedAndStartedUnderLiveClients(t *testing.T) {
-	t.Parallel()
+	// Not parallel: it counts refreshes against the wall clock.
 	e := newEnv(t)
 	srv := testenv.StartRedis(t)
 	opt, _ := redis.ParseURL(srv.URL())
