@@ -53,6 +53,9 @@ type Options struct {
 	MaxClients        int           // per instance [50000]
 	MaxClientsPerAddr int           // per remote address [1000]
 	MaxRanges         int           // live ranges per instance [1000]
+	Heartbeat         time.Duration // comment on idle streams [15s]
+	WriteTimeout      time.Duration // deadline of one write to a client [5s]
+	Writers           int           // goroutines writing to detached streams [64]
 	Logger            *slog.Logger
 	Metrics           *Metrics
 	Now               func() time.Time
@@ -77,6 +80,11 @@ type Broker struct {
 	byChannel map[string]*liveRange
 	clients   int
 	perAddr   map[string]int
+
+	// Detached (hijacked) streams, written by the writer pool.
+	wq       chan *detached
+	dmu      sync.Mutex
+	detached map[*detached]struct{}
 }
 
 // New starts a broker. rdb may be nil for a single instance.
@@ -102,6 +110,15 @@ func New(src Source, rdb redis.UniversalClient, o Options) *Broker {
 	if o.MaxRanges <= 0 {
 		o.MaxRanges = 1000
 	}
+	if o.Heartbeat <= 0 {
+		o.Heartbeat = 15 * time.Second
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = 5 * time.Second
+	}
+	if o.Writers <= 0 {
+		o.Writers = 64
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -115,7 +132,13 @@ func New(src Source, rdb redis.UniversalClient, o Options) *Broker {
 	_, _ = rand.Read(tok)
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &Broker{src: src, rdb: rdb, o: o, m: o.Metrics, ctx: ctx, cancel: cancel, token: hex.EncodeToString(tok),
-		ranges: map[string]*liveRange{}, byChannel: map[string]*liveRange{}, perAddr: map[string]int{}}
+		ranges: map[string]*liveRange{}, byChannel: map[string]*liveRange{}, perAddr: map[string]int{},
+		wq: make(chan *detached, o.MaxClients), detached: map[*detached]struct{}{}}
+	b.wg.Add(o.Writers + 1)
+	for range o.Writers {
+		go b.writer()
+	}
+	go b.heartbeats()
 	if rdb != nil {
 		b.ps = rdb.Subscribe(ctx)
 		b.wg.Add(1)
@@ -139,6 +162,7 @@ func (b *Broker) Close() {
 	}
 	b.mu.Unlock()
 	b.cancel()
+	b.closeDetached()
 	if b.ps != nil {
 		_ = b.ps.Close()
 	}

@@ -116,10 +116,15 @@ type Client struct {
 	done   chan struct{}
 	once   sync.Once
 	closed atomic.Bool
+	det    atomic.Pointer[detached] // set once the stream is detached
 }
 
 func (c *Client) offer(s *Snapshot) {
 	c.latest.Store(s)
+	if d := c.det.Load(); d != nil {
+		c.b.enqueue(d)
+		return
+	}
 	select {
 	case c.notify <- struct{}{}:
 	default: // already signalled; the writer will take the newest

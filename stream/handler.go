@@ -15,12 +15,14 @@ import (
 
 // Handler serves GET /api/analytics/stream as Server-Sent Events.
 type Handler struct {
-	b            *Broker
-	parser       summary.RangeParser
-	heartbeat    time.Duration
-	writeTimeout time.Duration
-	retry        time.Duration
-	sendBuffer   int
+	b          *Broker
+	parser     summary.RangeParser
+	retry      time.Duration
+	sendBuffer int
+	// Detach hands HTTP/1.1 streams to the broker's writer pool after the
+	// headers (see detached). Off, or where the connection cannot be
+	// hijacked (HTTP/2), each stream keeps its handler goroutine.
+	Detach bool
 }
 
 type connKey struct{}
@@ -38,16 +40,10 @@ func ConnContext(ctx context.Context, c net.Conn) context.Context {
 // after megabytes of autotuned buffer.
 const streamSendBuffer = 16 << 10
 
-// NewHandler builds the SSE handler: heartbeat comments on idle streams,
-// a deadline on every write.
-func NewHandler(b *Broker, parser summary.RangeParser, heartbeat, writeTimeout time.Duration) *Handler {
-	if heartbeat <= 0 {
-		heartbeat = 15 * time.Second
-	}
-	if writeTimeout <= 0 {
-		writeTimeout = 5 * time.Second
-	}
-	return &Handler{b: b, parser: parser, heartbeat: heartbeat, writeTimeout: writeTimeout, retry: 3 * time.Second, sendBuffer: streamSendBuffer}
+// NewHandler builds the SSE handler. Heartbeats and write deadlines are
+// the broker's (Options.Heartbeat, Options.WriteTimeout).
+func NewHandler(b *Broker, parser summary.RangeParser) *Handler {
+	return &Handler{b: b, parser: parser, retry: 3 * time.Second, sendBuffer: streamSendBuffer, Detach: true}
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
@@ -68,12 +64,22 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		httpx.WriteError(w, req, http.StatusServiceUnavailable, "unavailable", msg)
 		return
 	}
-	defer c.Close()
 	if tc, ok := req.Context().Value(connKey{}).(*net.TCPConn); ok {
 		_ = tc.SetWriteBuffer(h.sendBuffer)
 	}
-
+	sent := int64(-1)
+	if id, err := strconv.ParseInt(req.Header.Get("Last-Event-ID"), 10, 64); err == nil {
+		sent = id // a reconnect that already has this version gets no duplicate
+	}
 	rc := http.NewResponseController(w)
+	if h.Detach && req.ProtoMajor == 1 {
+		if nc, _, err := rc.Hijack(); err == nil {
+			h.detach(c, nc, sent, httpx.RequestID(req.Context()))
+			return
+		}
+	}
+	defer c.Close()
+
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream")
 	hdr.Set("Cache-Control", "no-cache")
@@ -82,7 +88,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	w.WriteHeader(http.StatusOK)
 
 	write := func(s string) bool {
-		_ = rc.SetWriteDeadline(time.Now().Add(h.writeTimeout))
+		_ = rc.SetWriteDeadline(time.Now().Add(h.b.o.WriteTimeout))
 		if _, err := w.Write([]byte(s)); err != nil {
 			h.dropped(err)
 			return false
@@ -95,10 +101,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	if !write("retry: " + strconv.FormatInt(h.retry.Milliseconds(), 10) + "\n\n") {
 		return
-	}
-	sent := int64(-1)
-	if id, err := strconv.ParseInt(req.Header.Get("Last-Event-ID"), 10, 64); err == nil {
-		sent = id // a reconnect that already has this version gets no duplicate
 	}
 	send := func() bool {
 		s := c.Latest()
@@ -115,7 +117,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if !send() {
 		return
 	}
-	hb := time.NewTicker(h.heartbeat)
+	hb := time.NewTicker(h.b.o.Heartbeat)
 	defer hb.Stop()
 	for {
 		select {
@@ -140,4 +142,36 @@ func (h *Handler) dropped(err error) {
 	if errors.Is(err, http.ErrHandlerTimeout) || errors.As(err, &ne) && ne.Timeout() {
 		h.b.m.slow.Inc()
 	}
+}
+
+// detach writes the response head and the first frames on the hijacked
+// connection, then gives it to the broker. The body is delimited by the
+// connection's end (Connection: close), as SSE over HTTP/1.1 allows.
+func (h *Handler) detach(c *Client, nc net.Conn, sent int64, requestID string) {
+	head := "HTTP/1.1 200 OK\r\n" +
+		"Content-Type: text/event-stream\r\n" +
+		"Cache-Control: no-cache\r\n" +
+		"X-Accel-Buffering: no\r\n" +
+		"X-Content-Type-Options: nosniff\r\n" +
+		"Connection: close\r\n"
+	if requestID != "" {
+		head += "X-Request-Id: " + requestID + "\r\n"
+	}
+	buf := []byte(head + "\r\nretry: " + strconv.FormatInt(h.retry.Milliseconds(), 10) + "\n\n")
+	version := sent
+	if s := c.Latest(); s != nil && s.Version != sent {
+		buf = fmt.Appendf(buf, "id: %d\nevent: summary\ndata: %s\n\n", s.Version, s.Data)
+		version = s.Version
+	}
+	_ = nc.SetWriteDeadline(time.Now().Add(h.b.o.WriteTimeout))
+	if _, err := nc.Write(buf); err != nil {
+		h.dropped(err)
+		_ = nc.Close()
+		c.Close()
+		return
+	}
+	if version != sent {
+		h.b.m.deliveries.Inc()
+	}
+	h.b.detach(c, nc, version)
 }

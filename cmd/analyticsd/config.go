@@ -30,6 +30,7 @@ type Config struct {
 	StreamMaxRanges         int
 	Heartbeat               time.Duration
 	StreamWriteTimeout      time.Duration
+	StreamDetach            bool
 	LogLevel                slog.Level
 	LogFormat               string
 
@@ -58,6 +59,7 @@ func defaultConfig() Config {
 		StreamMaxRanges:         1_000,
 		Heartbeat:               15 * time.Second,
 		StreamWriteTimeout:      5 * time.Second,
+		StreamDetach:            true,
 		LogLevel:                slog.LevelInfo,
 		LogFormat:               "json",
 		DemoEvents:              300_000,
@@ -88,6 +90,7 @@ func (c *Config) settings() []setting {
 		{"STREAM_MAX_RANGES", "stream-max-ranges", "distinct live ranges per instance", (*intValue)(&c.StreamMaxRanges)},
 		{"STREAM_HEARTBEAT", "stream-heartbeat", "comment line sent on idle streams", (*durationValue)(&c.Heartbeat)},
 		{"STREAM_WRITE_TIMEOUT", "stream-write-timeout", "deadline of one write to a stream; a client that cannot take it is dropped", (*durationValue)(&c.StreamWriteTimeout)},
+		{"STREAM_DETACH", "stream-detach", "hand HTTP/1.1 streams to a shared writer pool after the headers (about 6 KB per client instead of about 35 KB)", (*boolValue)(&c.StreamDetach)},
 		{"LOG_LEVEL", "log-level", "debug, info, warn or error", (*levelValue)(&c.LogLevel)},
 		{"LOG_FORMAT", "log-format", "json or text", (*formatValue)(&c.LogFormat)},
 	}
@@ -164,6 +167,21 @@ type stringValue string
 
 func (v *stringValue) String() string     { return string(*v) }
 func (v *stringValue) Set(s string) error { *v = stringValue(s); return nil }
+
+type boolValue bool
+
+func (v *boolValue) String() string { return strconv.FormatBool(bool(*v)) }
+func (v *boolValue) Set(s string) error {
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return errors.New("must be true or false")
+	}
+	*v = boolValue(b)
+	return nil
+}
+
+// IsBoolFlag lets --stream-detach stand alone on the command line.
+func (v *boolValue) IsBoolFlag() bool { return true }
 
 type intValue int
 

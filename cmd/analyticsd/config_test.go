@@ -47,6 +47,7 @@ func TestBadConfigNamesTheVariable(t *testing.T) {
 		{map[string]string{"DATABASE_URL": "mysql://x"}, nil, "DATABASE_URL"},
 		{map[string]string{"REDIS_URL": "http://x"}, nil, "REDIS_URL"},
 		{map[string]string{"DB_MAX_CONNS": "2"}, nil, "DB_MAX_CONNS"},
+		{map[string]string{"STREAM_DETACH": "maybe"}, nil, "STREAM_DETACH"},
 		{nil, []string{"--cache-ttl", "x"}, "cache-ttl"},
 		{nil, []string{"--bogus"}, "bogus"},
 	}

@@ -152,10 +152,13 @@ func newHandler(cfg Config, db *storage.DB, rdb *redis.Client, reg *prometheus.R
 		MaxClients:        cfg.StreamMaxClients,
 		MaxClientsPerAddr: cfg.StreamMaxClientsPerAddr,
 		MaxRanges:         cfg.StreamMaxRanges,
+		Heartbeat:         cfg.Heartbeat,
+		WriteTimeout:      cfg.StreamWriteTimeout,
 		Logger:            log,
 		Metrics:           stream.NewMetrics(reg),
 	})
-	live := stream.NewHandler(broker, parser, cfg.Heartbeat, cfg.StreamWriteTimeout)
+	live := stream.NewHandler(broker, parser)
+	live.Detach = cfg.StreamDetach
 
 	r := mux.NewRouter()
 	r.Use(httpx.TagRoute)

@@ -87,7 +87,16 @@ func (c *sseConn) next(t *testing.T, within time.Duration) (sseEvent, bool) {
 
 func TestStreamEndpoint(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, map[string]string{"REFRESH_INTERVAL": "200ms", "STREAM_HEARTBEAT": "1s"})
+	for _, detach := range []string{"true", "false"} {
+		t.Run("detach="+detach, func(t *testing.T) {
+			t.Parallel()
+			testStreamEndpoint(t, detach)
+		})
+	}
+}
+
+func testStreamEndpoint(t *testing.T, detach string) {
+	s := startServer(t, map[string]string{"REFRESH_INTERVAL": "200ms", "STREAM_HEARTBEAT": "1s", "STREAM_DETACH": detach})
 	execSQL(t, s.dbURL, `INSERT INTO events (user_id, event_type, created_at) VALUES ('u1','page_view', now() - interval '2 seconds'), ('u2','click','2024-01-01T10:00:00Z')`)
 
 	var e summaryBody
@@ -226,7 +235,16 @@ func metric(t *testing.T, base, name string) float64 {
 // reads (with a tiny receive window) next to a normal client.
 func TestStalledClientIsDroppedOthersOnTime(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, map[string]string{"REFRESH_INTERVAL": "100ms", "STREAM_WRITE_TIMEOUT": "300ms"})
+	for _, detach := range []string{"true", "false"} {
+		t.Run("detach="+detach, func(t *testing.T) {
+			t.Parallel()
+			testStalledClient(t, detach)
+		})
+	}
+}
+
+func testStalledClient(t *testing.T, detach string) {
+	s := startServer(t, map[string]string{"REFRESH_INTERVAL": "100ms", "STREAM_WRITE_TIMEOUT": "300ms", "STREAM_DETACH": detach})
 	// Thousands of event types make each snapshot ~60 KB, so the stalled
 	// connection's buffers fill within a few intervals.
 	execSQL(t, s.dbURL, `INSERT INTO events (user_id, event_type, created_at)

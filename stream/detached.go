@@ -1,0 +1,168 @@
+package stream
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// detached is a stream whose HTTP/1.1 connection was hijacked after the
+// headers: net/http's goroutine, buffers and request state are gone, and
+// the broker's writer pool writes to the socket. What is left per client
+// is this struct, the socket and one goroutine parked in a 1-byte Read
+// that notices the peer closing.
+type detached struct {
+	c         *Client
+	nc        net.Conn
+	mu        sync.Mutex // held by the one writer writing; see flush
+	sent      int64      // guarded by mu
+	queued    atomic.Bool
+	hbDue     atomic.Bool
+	lastWrite atomic.Int64 // unix nanos
+	closeOnce sync.Once
+}
+
+// detach hands a client's hijacked connection to the broker. sent is the
+// version already written (or -1).
+func (b *Broker) detach(c *Client, nc net.Conn, sent int64) {
+	d := &detached{c: c, nc: nc, sent: sent}
+	d.lastWrite.Store(time.Now().UnixNano())
+	b.dmu.Lock()
+	if b.ctx.Err() != nil {
+		b.dmu.Unlock()
+		d.close()
+		return
+	}
+	b.detached[d] = struct{}{}
+	b.wg.Add(1)
+	b.dmu.Unlock()
+	c.det.Store(d)
+	b.enqueue(d) // a snapshot may have arrived while the headers were written
+	go func() {
+		defer b.wg.Done()
+		// EventSource sends nothing after its request: any read result
+		// means the peer closed (or misbehaves). Either way, end it.
+		var buf [1]byte
+		_, _ = nc.Read(buf[:])
+		b.closeStream(d)
+	}()
+}
+
+func (d *detached) close() {
+	d.closeOnce.Do(func() {
+		_ = d.nc.Close()
+		d.c.Close()
+	})
+}
+
+func (b *Broker) closeStream(d *detached) {
+	b.dmu.Lock()
+	delete(b.detached, d)
+	b.dmu.Unlock()
+	d.close()
+}
+
+func (b *Broker) closeDetached() {
+	b.dmu.Lock()
+	all := make([]*detached, 0, len(b.detached))
+	for d := range b.detached {
+		all = append(all, d)
+	}
+	b.dmu.Unlock()
+	for _, d := range all {
+		b.closeStream(d)
+	}
+}
+
+// enqueue asks a writer to bring d up to date. Each stream is in the queue
+// at most once, and the queue holds MaxClients, so this never blocks.
+func (b *Broker) enqueue(d *detached) {
+	if d.queued.CompareAndSwap(false, true) {
+		select {
+		case b.wq <- d:
+		default:
+			d.queued.Store(false)
+		}
+	}
+}
+
+func (b *Broker) writer() {
+	defer b.wg.Done()
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case d := <-b.wq:
+			d.queued.Store(false)
+			b.flush(d)
+		}
+	}
+}
+
+// flush writes the latest snapshot (or a due heartbeat) to d. If another
+// writer is busy with d it returns at once: that writer looks again when
+// it is done, so nothing is lost and no writer waits on a slow client.
+func (b *Broker) flush(d *detached) {
+	if !d.mu.TryLock() {
+		return
+	}
+	var frame []byte
+	var version int64
+	if s := d.c.Latest(); s != nil && s.Version > d.sent {
+		frame = fmt.Appendf(nil, "id: %d\nevent: summary\ndata: %s\n\n", s.Version, s.Data)
+		version = s.Version
+	} else if d.hbDue.Swap(false) {
+		frame = []byte(": heartbeat\n\n")
+		version = d.sent
+	}
+	if frame == nil {
+		d.mu.Unlock()
+		return
+	}
+	_ = d.nc.SetWriteDeadline(time.Now().Add(b.o.WriteTimeout))
+	_, err := d.nc.Write(frame)
+	if err != nil {
+		d.mu.Unlock()
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			b.m.slow.Inc()
+		}
+		b.closeStream(d)
+		return
+	}
+	if version > d.sent {
+		b.m.deliveries.Inc()
+	}
+	d.sent = version
+	d.lastWrite.Store(time.Now().UnixNano())
+	d.mu.Unlock()
+	if s := d.c.Latest(); s != nil && s.Version > version {
+		b.enqueue(d)
+	}
+}
+
+// heartbeats marks idle detached streams due for a comment line.
+func (b *Broker) heartbeats() {
+	defer b.wg.Done()
+	t := time.NewTicker(b.o.Heartbeat / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case now := <-t.C:
+			idle := now.Add(-b.o.Heartbeat).UnixNano()
+			b.dmu.Lock()
+			for d := range b.detached {
+				if d.lastWrite.Load() <= idle {
+					d.hbDue.Store(true)
+					b.enqueue(d)
+				}
+			}
+			b.dmu.Unlock()
+		}
+	}
+}
