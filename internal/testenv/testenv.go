@@ -110,7 +110,8 @@ func createDatabase(ctx context.Context, t testing.TB, dsn string) {
 	defer conn.Close(ctx)
 	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
 	var pgErr *pgconn.PgError
-	if err != nil && !(asPgErr(err, &pgErr) && pgErr.Code == "42P04") {
+	// 42P04: it exists. 23505: another test created it at the same moment.
+	if err != nil && !(asPgErr(err, &pgErr) && (pgErr.Code == "42P04" || pgErr.Code == "23505")) {
 		t.Fatalf("testenv: create database %s: %v", name, err)
 	}
 }
