@@ -25,11 +25,19 @@ type Options struct {
 	// CreateDatabase creates the database named in URL when it does not
 	// exist and the role is allowed to.
 	CreateDatabase bool
+	// BitmapCacheBytes bounds the in-process cache of decoded rollup
+	// bitmaps [256 MiB]; negative disables it.
+	BitmapCacheBytes int64
+	// Naive answers summaries with the plain SQL aggregates instead of the
+	// rollups (for comparison and as an escape hatch).
+	Naive bool
 }
 
 // DB is the PostgreSQL store.
 type DB struct {
-	pool *pgxpool.Pool
+	pool    *pgxpool.Pool
+	bitmaps *bitmapCache
+	naive   bool
 }
 
 // Open connects, creating the database first when asked and needed.
@@ -48,7 +56,14 @@ func Open(ctx context.Context, o Options) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &DB{pool: pool}, nil
+	db := &DB{pool: pool, naive: o.Naive}
+	switch {
+	case o.BitmapCacheBytes == 0:
+		db.bitmaps = newBitmapCache(256 << 20)
+	case o.BitmapCacheBytes > 0:
+		db.bitmaps = newBitmapCache(o.BitmapCacheBytes)
+	}
+	return db, nil
 }
 
 func poolConfig(o Options) (*pgxpool.Config, error) {

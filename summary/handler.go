@@ -79,11 +79,14 @@ func etagMatch(header, etag string) bool {
 	return false
 }
 
-// ParseSpecRequest reads the from/to query parameters of req, writing the
-// 400 itself when they are bad.
+// ParseSpecRequest reads the from, to and event_type query parameters of
+// req, writing the 400 itself when they are bad.
 func ParseSpecRequest(w http.ResponseWriter, req *http.Request, p RangeParser) (Spec, bool) {
 	q := req.URL.Query()
 	r, err := p.ParseSpec(q.Get("from"), q.Get("to"))
+	if err == nil {
+		r.EventType, err = ParseEventType(q.Get("event_type"))
+	}
 	if err != nil {
 		var pe *ParamError
 		if errors.As(err, &pe) {

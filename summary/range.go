@@ -3,21 +3,35 @@ package summary
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Range is a resolved, normalized time range: absolute UTC instants with at
-// most microsecond precision (PostgreSQL's), inclusive of both ends.
+// most microsecond precision (PostgreSQL's), inclusive of both ends, and an
+// optional event type filter ("" for every type).
 type Range struct {
-	From, To time.Time
+	From, To  time.Time
+	EventType string
 }
 
 // Key is the canonical form of the range, shared by every spelling of the
 // same two instants ("…T02:00:00+02:00" and "…T00:00:00Z" give one key).
 func (r Range) Key() string {
-	return FormatInstant(r.From) + ":" + FormatInstant(r.To)
+	return FormatInstant(r.From) + ":" + FormatInstant(r.To) + typeKey(r.EventType)
+}
+
+// typeKey is the filter's part of a key; escaped, so that no type can
+// spell another range's key.
+func typeKey(eventType string) string {
+	if eventType == "" {
+		return ""
+	}
+	return ":type=" + url.QueryEscape(eventType)
 }
 
 // Span is the length of the range.
@@ -141,18 +155,19 @@ func (pt Point) key() string {
 
 // Spec is a range as asked for: relative ends stay relative.
 type Spec struct {
-	From, To Point
+	From, To  Point
+	EventType string // "" for every type
 }
 
 // Resolve fixes the range at now (which callers align to the refresh
 // interval).
 func (s Spec) Resolve(now time.Time) Range {
-	return Range{From: s.From.resolve(now), To: s.To.resolve(now)}
+	return Range{From: s.From.resolve(now), To: s.To.resolve(now), EventType: s.EventType}
 }
 
 // Key is canonical for the spec: "now-86400000000us:now0us" for
 // now-24h..now, the Range key for absolute ranges.
-func (s Spec) Key() string { return s.From.key() + ":" + s.To.key() }
+func (s Spec) Key() string { return s.From.key() + ":" + s.To.key() + typeKey(s.EventType) }
 
 // Relative reports whether either end moves with time.
 func (s Spec) Relative() bool { return s.From.Relative || s.To.Relative }
@@ -210,6 +225,26 @@ func parsePoint(param, s string) (Point, error) {
 		return Point{}, invalid(param, "is outside the years 0001 to 9999")
 	}
 	return Point{At: t.UTC()}, nil
+}
+
+// MaxEventTypeLen is the longest event type (the column is varchar(100)).
+const MaxEventTypeLen = 100
+
+// ParseEventType validates the optional event_type filter: empty for no
+// filter, else 1 to 100 characters of printable UTF-8.
+func ParseEventType(s string) (string, error) {
+	if s == "" {
+		return "", nil
+	}
+	if !utf8.ValidString(s) || utf8.RuneCountInString(s) > MaxEventTypeLen {
+		return "", invalid("event_type", "must be at most 100 characters of UTF-8")
+	}
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return "", invalid("event_type", "must not contain control characters")
+		}
+	}
+	return s, nil
 }
 
 func invalid(param, what string) error {

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"time"
 )
 
 // Summary is the aggregate of the events in one range.
@@ -92,6 +93,18 @@ func (tc *TypeCounts) UnmarshalJSON(data []byte) error {
 // this interface.
 type Store interface {
 	Summary(ctx context.Context, r Range) (Summary, error)
+}
+
+// Interval is a half-open span of time [From, To): the time series' bucket
+// and the unit the store answers in.
+type Interval struct {
+	From, To time.Time
+}
+
+// Aggregator answers many intervals at once, all from one consistent
+// snapshot of the data, optionally for one event type only ("" for all).
+type Aggregator interface {
+	Aggregate(ctx context.Context, eventType string, ivs []Interval) ([]Summary, error)
 }
 
 // ErrUnavailable is returned (wrapped) when neither the store nor a cached

@@ -33,6 +33,9 @@ type Config struct {
 	StreamDetach            bool
 	LogLevel                slog.Level
 	LogFormat               string
+	Rollups                 bool
+	RollupInterval          time.Duration
+	RollupCacheMB           int
 
 	// Flags only.
 	NoMigrate  bool
@@ -63,6 +66,9 @@ func defaultConfig() Config {
 		LogLevel:                slog.LevelInfo,
 		LogFormat:               "json",
 		DemoEvents:              300_000,
+		Rollups:                 true,
+		RollupInterval:          time.Second,
+		RollupCacheMB:           256,
 	}
 }
 
@@ -91,6 +97,9 @@ func (c *Config) settings() []setting {
 		{"STREAM_HEARTBEAT", "stream-heartbeat", "comment line sent on idle streams", (*durationValue)(&c.Heartbeat)},
 		{"STREAM_WRITE_TIMEOUT", "stream-write-timeout", "deadline of one write to a stream; a client that cannot take it is dropped", (*durationValue)(&c.StreamWriteTimeout)},
 		{"STREAM_DETACH", "stream-detach", "hand HTTP/1.1 streams to a shared writer pool after the headers (about 6 KB per client instead of about 35 KB)", (*boolValue)(&c.StreamDetach)},
+		{"ROLLUPS", "rollups", "answer from the rollups (false: plain SQL aggregates, slow on long ranges; the worker keeps running)", (*boolValue)(&c.Rollups)},
+		{"ROLLUP_INTERVAL", "rollup-interval", "how often the rollup worker looks for changed minutes", (*durationValue)(&c.RollupInterval)},
+		{"ROLLUP_CACHE_MB", "rollup-cache-mb", "memory for decoded rollup bitmaps per instance (0 disables)", (*intValue)(&c.RollupCacheMB)},
 		{"LOG_LEVEL", "log-level", "debug, info, warn or error", (*levelValue)(&c.LogLevel)},
 		{"LOG_FORMAT", "log-format", "json or text", (*formatValue)(&c.LogFormat)},
 	}
@@ -132,6 +141,12 @@ func (c *Config) Validate() error {
 	}
 	if c.DBStatementTimeout <= 0 {
 		errs = append(errs, errors.New("DB_STATEMENT_TIMEOUT must be positive"))
+	}
+	if c.RollupInterval < 10*time.Millisecond {
+		errs = append(errs, errors.New("ROLLUP_INTERVAL must be at least 10ms"))
+	}
+	if c.RollupCacheMB < 0 {
+		errs = append(errs, errors.New("ROLLUP_CACHE_MB must not be negative"))
 	}
 	if c.CacheStaleTTL < 0 {
 		errs = append(errs, errors.New("CACHE_STALE_TTL must not be negative"))

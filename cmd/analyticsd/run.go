@@ -95,7 +95,16 @@ func openDB(ctx context.Context, cfg Config) (*storage.DB, error) {
 		MaxConns:         int32(cfg.DBMaxConns),
 		StatementTimeout: cfg.DBStatementTimeout,
 		CreateDatabase:   true,
+		BitmapCacheBytes: bitmapCacheBytes(cfg.RollupCacheMB),
+		Naive:            !cfg.Rollups,
 	})
+}
+
+func bitmapCacheBytes(mb int) int64 {
+	if mb == 0 {
+		return -1 // disabled
+	}
+	return int64(mb) << 20
 }
 
 // newRedis builds the client with short timeouts: the cache must fail fast

@@ -57,18 +57,30 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		log.Warn("redis does not answer; serving without cache until it does", "err", err)
 	}
 
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
 	var bg sync.WaitGroup // background work owned by this function
 	defer bg.Wait()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// Every instance runs the worker loop; one at a time does the work.
+	roller := db.NewRoller(storage.RollupOptions{
+		Interval: cfg.RollupInterval,
+		Logger:   log,
+		Metrics:  storage.NewRollupMetrics(reg),
+	})
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		roller.Run(ctx)
+	}()
 	if cfg.Demo {
 		if err := startDemo(ctx, db, cfg.DemoEvents, log, &bg); err != nil {
 			return err
 		}
 	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	handler, broker := newHandler(cfg, db, rdb, reg, log)
 	defer broker.Close()
 

@@ -1,0 +1,86 @@
+package storage
+
+import (
+	"container/list"
+	"sync"
+
+	"github.com/RoaringBitmap/roaring/v2"
+)
+
+// bitmapCache is an LRU of decoded rollup bitmaps bounded by their size in
+// bytes. Its key is the row version, which changes on every rewrite of a
+// bucket, so an entry never goes stale: a rewritten bucket simply has a new
+// key and the old entry ages out. Cached bitmaps are shared and must not
+// be modified.
+type bitmapCache struct {
+	mu       sync.Mutex
+	max, cur int64
+	ll       *list.List
+	items    map[int64]*list.Element
+}
+
+type bitmapEntry struct {
+	version int64
+	bm      *roaring.Bitmap
+	size    int64
+}
+
+func newBitmapCache(maxBytes int64) *bitmapCache {
+	return &bitmapCache{max: maxBytes, ll: list.New(), items: map[int64]*list.Element{}}
+}
+
+func (c *bitmapCache) get(version int64) (*roaring.Bitmap, bool) {
+	if c == nil {
+		return nil, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.items[version]; ok {
+		c.ll.MoveToFront(e)
+		return e.Value.(*bitmapEntry).bm, true
+	}
+	return nil, false
+}
+
+// add stores bm under version; size is what it holds in memory.
+func (c *bitmapCache) add(version int64, bm *roaring.Bitmap, size int64) {
+	if c == nil || size > c.max {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.items[version]; ok {
+		return
+	}
+	c.items[version] = c.ll.PushFront(&bitmapEntry{version: version, bm: bm, size: size})
+	c.cur += size
+	for c.cur > c.max {
+		e := c.ll.Back()
+		be := e.Value.(*bitmapEntry)
+		c.ll.Remove(e)
+		delete(c.items, be.version)
+		c.cur -= be.size
+	}
+}
+
+// reset empties the cache (benchmarks measure cold queries with it).
+func (c *bitmapCache) reset() {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ll.Init()
+	c.items = map[int64]*list.Element{}
+	c.cur = 0
+}
+
+// stats returns the number of entries and their bytes.
+func (c *bitmapCache) stats() (int, int64) {
+	if c == nil {
+		return 0, 0
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.items), c.cur
+}

@@ -1,0 +1,143 @@
+package storage
+
+import (
+	"sort"
+	"time"
+
+	"github.com/liveanalytics/analyticsd/summary"
+)
+
+// Grain is the size of a rollup bucket. Buckets are aligned in UTC.
+type Grain int16
+
+// The grains, finest first; the values are stored in the rollup tables.
+const (
+	Minute Grain = iota
+	Hour
+	Day
+	Month
+)
+
+var grainNames = [...]string{"minute", "hour", "day", "month"}
+
+func (g Grain) String() string {
+	if g < Minute || g > Month {
+		return "grain(?)"
+	}
+	return grainNames[g]
+}
+
+// Trunc is the start of the bucket that holds t.
+func (g Grain) Trunc(t time.Time) time.Time {
+	t = t.UTC()
+	switch g {
+	case Minute:
+		return t.Truncate(time.Minute)
+	case Hour:
+		return t.Truncate(time.Hour)
+	case Day:
+		return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+	default:
+		return time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC)
+	}
+}
+
+// Next is the start of the bucket after the one starting at b.
+func (g Grain) Next(b time.Time) time.Time {
+	switch g {
+	case Minute:
+		return b.Add(time.Minute)
+	case Hour:
+		return b.Add(time.Hour)
+	case Day:
+		return b.AddDate(0, 0, 1)
+	default:
+		return b.AddDate(0, 1, 0)
+	}
+}
+
+// ceil is the first bucket start at or after t.
+func (g Grain) ceil(t time.Time) time.Time {
+	b := g.Trunc(t)
+	if b.Before(t) {
+		return g.Next(b)
+	}
+	return b
+}
+
+// bucketKey names one rollup bucket.
+type bucketKey struct {
+	Grain Grain
+	Start int64 // unix microseconds
+}
+
+func (k bucketKey) time() time.Time { return time.UnixMicro(k.Start).UTC() }
+
+// Interval is a half-open span of time [From, To).
+type Interval = summary.Interval
+
+// plan is how one interval is answered: whole buckets plus raw intervals
+// that are read from events (edges shorter than a minute, and minutes
+// whose rollup is not current).
+type plan struct {
+	Buckets []bucketKey
+	Raw     []Interval
+}
+
+// freshness says which buckets may be read: not a dirty minute, and no
+// pending recomputation of the bucket itself.
+type freshness struct {
+	dirty   []int64 // sorted unix micros of dirty minutes
+	pending map[bucketKey]bool
+}
+
+// usable reports whether bucket [b, end) of grain g is current.
+func (f *freshness) usable(g Grain, b, end time.Time) bool {
+	if f.pending[bucketKey{g, b.UnixMicro()}] {
+		return false
+	}
+	lo, hi := b.UnixMicro(), end.UnixMicro()
+	i := sort.Search(len(f.dirty), func(i int) bool { return f.dirty[i] >= lo })
+	return i == len(f.dirty) || f.dirty[i] >= hi
+}
+
+// decompose covers [iv.From, iv.To) with the largest current buckets, then
+// finer ones, and raw intervals for whatever no bucket covers.
+func decompose(iv Interval, f *freshness) plan {
+	var p plan
+	cover(&p, iv.From.UTC(), iv.To.UTC(), Month, f)
+	return p
+}
+
+func cover(p *plan, lo, hi time.Time, g Grain, f *freshness) {
+	if !lo.Before(hi) {
+		return
+	}
+	if g < Minute {
+		if n := len(p.Raw); n > 0 && p.Raw[n-1].To.Equal(lo) {
+			p.Raw[n-1].To = hi
+		} else {
+			p.Raw = append(p.Raw, Interval{From: lo, To: hi})
+		}
+		return
+	}
+	b := g.ceil(lo)
+	if !b.Before(hi) {
+		cover(p, lo, hi, g-1, f)
+		return
+	}
+	cover(p, lo, b, g-1, f)
+	for {
+		end := g.Next(b)
+		if end.After(hi) {
+			break
+		}
+		if f.usable(g, b, end) {
+			p.Buckets = append(p.Buckets, bucketKey{g, b.UnixMicro()})
+		} else {
+			cover(p, b, end, g-1, f)
+		}
+		b = end
+	}
+	cover(p, b, hi, g-1, f)
+}

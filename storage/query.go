@@ -1,0 +1,352 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/RoaringBitmap/roaring/v2"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/liveanalytics/analyticsd/summary"
+)
+
+var (
+	_ summary.Store      = (*DB)(nil)
+	_ summary.Aggregator = (*DB)(nil)
+)
+
+// Summary answers the inclusive range r (and its event type filter).
+func (db *DB) Summary(ctx context.Context, r summary.Range) (summary.Summary, error) {
+	out, err := db.Aggregate(ctx, r.EventType, []Interval{{From: r.From, To: r.To.Add(time.Microsecond)}})
+	if err != nil {
+		return summary.Summary{}, err
+	}
+	return out[0], nil
+}
+
+// Aggregate answers every half-open interval exactly, all from one
+// repeatable-read snapshot: from the rollups where they are current, from
+// events where they are not, and for the edges shorter than a minute.
+func (db *DB) Aggregate(ctx context.Context, eventType string, ivs []Interval) ([]summary.Summary, error) {
+	if len(ivs) == 0 {
+		return nil, nil
+	}
+	tx, err := db.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, fmt.Errorf("storage: summary: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
+	var out []summary.Summary
+	if db.naive {
+		out, err = naiveAggregate(ctx, tx, eventType, ivs)
+	} else {
+		out, err = db.aggregate(ctx, tx, eventType, ivs)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("storage: summary: %w", err)
+	}
+	return out, tx.Commit(ctx)
+}
+
+// The plain aggregates, half-open; each an index-only scan of
+// events_created_at_idx. The rollups must always agree with them.
+const (
+	naiveCountSQL  = `SELECT count(*) FROM events WHERE created_at >= $1 AND created_at < $2 AND ($3 = '' OR event_type = $3)`
+	naiveUniqueSQL = `SELECT count(DISTINCT user_id) FROM events WHERE created_at >= $1 AND created_at < $2 AND ($3 = '' OR event_type = $3)`
+	naiveByTypeSQL = `SELECT event_type, count(*) FROM events WHERE created_at >= $1 AND created_at < $2 AND ($3 = '' OR event_type = $3) GROUP BY event_type`
+)
+
+func naiveAggregate(ctx context.Context, q pgx.Tx, eventType string, ivs []Interval) ([]summary.Summary, error) {
+	out := make([]summary.Summary, len(ivs))
+	for i, iv := range ivs {
+		s := &out[i]
+		if err := q.QueryRow(ctx, naiveCountSQL, iv.From, iv.To, eventType).Scan(&s.TotalEvents); err != nil {
+			return nil, err
+		}
+		if err := q.QueryRow(ctx, naiveUniqueSQL, iv.From, iv.To, eventType).Scan(&s.UniqueUsers); err != nil {
+			return nil, err
+		}
+		rows, err := q.Query(ctx, naiveByTypeSQL, iv.From, iv.To, eventType)
+		if err != nil {
+			return nil, err
+		}
+		var c summary.TypeCount
+		s.EventsByType = summary.TypeCounts{}
+		if _, err := pgx.ForEachRow(rows, []any{&c.Type, &c.Count}, func() error {
+			s.EventsByType = append(s.EventsByType, c)
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+		s.EventsByType.Sort()
+	}
+	return out, nil
+}
+
+const (
+	dirtySQL = `SELECT DISTINCT minute FROM rollup_dirty
+		WHERE minute > $1::timestamptz - interval '1 minute' AND minute < $2 ORDER BY 1`
+	pendingSQL = `SELECT grain, bucket FROM rollup_pending
+		WHERE bucket > $1::timestamptz - interval '32 days' AND bucket < $2`
+	totalsMetaSQL = `SELECT t.grain, t.bucket, t.version, t.events, t.type_names, t.type_counts
+		FROM unnest($1::int2[], $2::timestamptz[]) k(grain, bucket)
+		JOIN rollup_totals t ON t.grain = k.grain AND t.bucket = k.bucket`
+	typesMetaSQL = `SELECT t.grain, t.bucket, t.version, t.events
+		FROM unnest($1::int2[], $2::timestamptz[]) k(grain, bucket)
+		JOIN rollup_types t ON t.event_type = $3 AND t.grain = k.grain AND t.bucket = k.bucket`
+	totalsUsersSQL = `SELECT t.version, t.users
+		FROM unnest($1::int2[], $2::timestamptz[]) k(grain, bucket)
+		JOIN rollup_totals t ON t.grain = k.grain AND t.bucket = k.bucket`
+	typesUsersSQL = `SELECT t.version, t.users
+		FROM unnest($1::int2[], $2::timestamptz[]) k(grain, bucket)
+		JOIN rollup_types t ON t.event_type = $3 AND t.grain = k.grain AND t.bucket = k.bucket`
+	// Raw rows of the uncovered intervals; a user the worker has not put
+	// in the dictionary yet comes back by name.
+	rawSQL = `SELECT r.i, e.event_type, d.id, CASE WHEN d.id IS NULL THEN e.user_id END
+		FROM unnest($1::timestamptz[], $2::timestamptz[], $3::int4[]) r(lo, hi, i)
+		JOIN events e ON e.created_at >= r.lo AND e.created_at < r.hi
+		LEFT JOIN user_dict d ON d.user_id = e.user_id
+		WHERE $4 = '' OR e.event_type = $4`
+)
+
+type bucketMeta struct {
+	version int64
+	events  int64
+	names   []string
+	counts  []int64
+}
+
+// aggregate is Aggregate on the rollups, inside tx.
+func (db *DB) aggregate(ctx context.Context, tx pgx.Tx, eventType string, ivs []Interval) ([]summary.Summary, error) {
+	lo, hi := ivs[0].From, ivs[0].To
+	for _, iv := range ivs[1:] {
+		if iv.From.Before(lo) {
+			lo = iv.From
+		}
+		if iv.To.After(hi) {
+			hi = iv.To
+		}
+	}
+	// 1. What is not current: dirty minutes and pending parents.
+	f, err := loadFreshness(ctx, tx, lo, hi)
+	if err != nil {
+		return nil, err
+	}
+
+	// 2. The plans, and the buckets and raw intervals they need.
+	plans := make([]plan, len(ivs))
+	index := map[bucketKey]int{}
+	var grains []int16
+	var starts []time.Time
+	var rawLo, rawHi []time.Time
+	var rawIdx []int32
+	for i, iv := range ivs {
+		if !iv.From.Before(iv.To) {
+			continue
+		}
+		plans[i] = decompose(iv, f)
+		for _, k := range plans[i].Buckets {
+			if _, ok := index[k]; !ok {
+				index[k] = len(grains)
+				grains = append(grains, int16(k.Grain))
+				starts = append(starts, k.time())
+			}
+		}
+		for _, r := range plans[i].Raw {
+			rawLo, rawHi, rawIdx = append(rawLo, r.From), append(rawHi, r.To), append(rawIdx, int32(i))
+		}
+	}
+
+	// 3. The buckets' counts and versions, and the raw rows, in one round trip.
+	metas := make([]*bucketMeta, len(grains))
+	out := make([]summary.Summary, len(ivs))
+	typeCounts := make([]map[string]int64, len(ivs))
+	for i := range typeCounts {
+		typeCounts[i] = map[string]int64{}
+	}
+	rawIDs := make([][]uint32, len(ivs))
+	rawNames := make([]map[string]struct{}, len(ivs))
+	batch := &pgx.Batch{}
+	if len(grains) > 0 {
+		onMeta := func(rows pgx.Rows) error {
+			for rows.Next() {
+				var g int16
+				var b time.Time
+				m := &bucketMeta{}
+				var err error
+				if eventType == "" {
+					err = rows.Scan(&g, &b, &m.version, &m.events, &m.names, &m.counts)
+				} else {
+					err = rows.Scan(&g, &b, &m.version, &m.events)
+				}
+				if err != nil {
+					return err
+				}
+				metas[index[bucketKey{Grain(g), b.UnixMicro()}]] = m
+			}
+			return rows.Err()
+		}
+		if eventType == "" {
+			batch.Queue(totalsMetaSQL, grains, starts).Query(onMeta)
+		} else {
+			batch.Queue(typesMetaSQL, grains, starts, eventType).Query(onMeta)
+		}
+	}
+	if len(rawLo) > 0 {
+		batch.Queue(rawSQL, rawLo, rawHi, rawIdx, eventType).Query(func(rows pgx.Rows) error {
+			var (
+				i    int32
+				typ  string
+				id   *int32
+				name *string
+			)
+			_, err := pgx.ForEachRow(rows, []any{&i, &typ, &id, &name}, func() error {
+				out[i].TotalEvents++
+				typeCounts[i][typ]++
+				if id != nil {
+					rawIDs[i] = append(rawIDs[i], uint32(*id))
+				} else if name != nil {
+					if rawNames[i] == nil {
+						rawNames[i] = map[string]struct{}{}
+					}
+					rawNames[i][*name] = struct{}{}
+				}
+				return nil
+			})
+			return err
+		})
+	}
+	if batch.Len() > 0 {
+		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+			return nil, err
+		}
+	}
+
+	// 4. The bitmaps not decoded yet.
+	bitmaps := make(map[int64]*roaring.Bitmap, len(metas))
+	var missG []int16
+	var missS []time.Time
+	for j, m := range metas {
+		if m == nil {
+			continue // an empty bucket has no row
+		}
+		if bm, ok := db.bitmaps.get(m.version); ok {
+			bitmaps[m.version] = bm
+			continue
+		}
+		missG, missS = append(missG, grains[j]), append(missS, starts[j])
+	}
+	if len(missG) > 0 {
+		var rows pgx.Rows
+		var err error
+		if eventType == "" {
+			rows, err = tx.Query(ctx, totalsUsersSQL, missG, missS)
+		} else {
+			rows, err = tx.Query(ctx, typesUsersSQL, missG, missS, eventType)
+		}
+		if err != nil {
+			return nil, err
+		}
+		var version int64
+		var buf []byte
+		if _, err := pgx.ForEachRow(rows, []any{&version, &buf}, func() error {
+			bm, err := decodeBitmap(buf)
+			if err != nil {
+				return err
+			}
+			bitmaps[version] = bm
+			db.bitmaps.add(version, bm, int64(len(buf))+64)
+			buf = nil // FromBuffer keeps it; let the next row have its own
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+	}
+
+	// 5. Combine.
+	for i := range ivs {
+		s := &out[i]
+		var parts []*roaring.Bitmap
+		for _, k := range plans[i].Buckets {
+			m := metas[index[k]]
+			if m == nil {
+				continue
+			}
+			s.TotalEvents += m.events
+			if eventType == "" {
+				for j, name := range m.names {
+					typeCounts[i][name] += m.counts[j]
+				}
+			} else {
+				typeCounts[i][eventType] += m.events
+			}
+			parts = append(parts, bitmaps[m.version])
+		}
+		s.UniqueUsers = uniqueUsers(parts, rawIDs[i]) + int64(len(rawNames[i]))
+		s.EventsByType = make(summary.TypeCounts, 0, len(typeCounts[i]))
+		for name, n := range typeCounts[i] {
+			if n > 0 {
+				s.EventsByType = append(s.EventsByType, summary.TypeCount{Type: name, Count: n})
+			}
+		}
+		s.EventsByType.Sort()
+	}
+	return out, nil
+}
+
+// loadFreshness reads which minutes and buckets around [lo, hi) are not
+// current.
+func loadFreshness(ctx context.Context, tx pgx.Tx, lo, hi time.Time) (*freshness, error) {
+	f := &freshness{pending: map[bucketKey]bool{}}
+	batch := &pgx.Batch{}
+	batch.Queue(dirtySQL, lo, hi).Query(func(rows pgx.Rows) error {
+		var m time.Time
+		_, err := pgx.ForEachRow(rows, []any{&m}, func() error {
+			f.dirty = append(f.dirty, m.UnixMicro())
+			return nil
+		})
+		return err
+	})
+	batch.Queue(pendingSQL, lo, hi).Query(func(rows pgx.Rows) error {
+		var g int16
+		var b time.Time
+		_, err := pgx.ForEachRow(rows, []any{&g, &b}, func() error {
+			f.pending[bucketKey{Grain(g), b.UnixMicro()}] = true
+			return nil
+		})
+		return err
+	})
+	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// uniqueUsers is the cardinality of the union of the (shared, read-only)
+// bitmaps and the extra ids.
+func uniqueUsers(parts []*roaring.Bitmap, extra []uint32) int64 {
+	var union *roaring.Bitmap
+	switch len(parts) {
+	case 0:
+		union = roaring.New()
+	case 1:
+		union = parts[0]
+	default:
+		union = roaring.FastOr(parts...)
+	}
+	if len(extra) == 0 {
+		return int64(union.GetCardinality())
+	}
+	more := roaring.New()
+	for _, id := range extra {
+		if !union.Contains(id) {
+			more.Add(id)
+		}
+	}
+	return int64(union.GetCardinality() + more.GetCardinality())
+}
+
+// ResetBitmapCache empties the in-process bitmap cache, so that the next
+// query is cold (benchmarks).
+func (db *DB) ResetBitmapCache() { db.bitmaps.reset() }
