@@ -4,7 +4,7 @@ SERVICES = eval "$$(.ci/services.sh)" &&
 STATICCHECK = honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GO_TEST = go test -race -count=1
 
-.PHONY: run test lint bench fuzz build services
+.PHONY: run test lint bench bench-go fuzz build services
 
 run: ## server with demo data on http://localhost:3000
 	$(SERVICES) go run ./cmd/analyticsd serve --demo
@@ -17,14 +17,24 @@ lint:
 	go vet ./...
 	go run $(STATICCHECK) ./...
 
-BENCH_EVENTS ?= 1000000
-bench: ## benchmarks (BENCH_EVENTS=10000000 for the documented run); see docs/benchmarks.md
-	$(SERVICES) BENCH_DATABASE_URL="$${BENCH_DATABASE_URL:-$${DATABASE_URL%%/analytics?*}/analytics_bench?sslmode=disable}" \
-		BENCH_REDIS_URL="$${BENCH_REDIS_URL:-$$REDIS_URL}" BENCH_EVENTS=$(BENCH_EVENTS) \
+BENCH_EVENTS ?= 10000000
+BENCH_DB = BENCH_DATABASE_URL="$${BENCH_DATABASE_URL:-$${DATABASE_URL%%/analytics?*}/analytics_bench?sslmode=disable}"
+bench: ## plain SQL vs rollups, ingest cost, worker lag (BENCH_EVENTS=100000000 for 100M); see docs/benchmarks.md
+	$(SERVICES) $(BENCH_DB) go run ./cmd/analyticsd bench --events $(BENCH_EVENTS) $(BENCH_FLAGS)
+
+bench-go: ## the go test benchmarks (summary through the service, cold and cached)
+	$(SERVICES) $(BENCH_DB) BENCH_REDIS_URL="$${BENCH_REDIS_URL:-$$REDIS_URL}" BENCH_EVENTS=$(BENCH_EVENTS) \
 		go test -run '^$$' -bench . -benchmem -count 1 -timeout 60m ./...
 
-fuzz:
-	go test -run '^$$' -fuzz FuzzParseRange -fuzztime 30s ./summary
+FUZZTIME ?= 30s
+fuzz: ## every fuzz target for FUZZTIME each
+	go test -run '^$$' -fuzz FuzzParseRange -fuzztime $(FUZZTIME) ./summary
+	go test -run '^$$' -fuzz FuzzBuckets -fuzztime $(FUZZTIME) ./summary
+	go test -run '^$$' -fuzz FuzzDecompose -fuzztime $(FUZZTIME) ./storage
+	go test -run '^$$' -fuzz FuzzParseTypes -fuzztime $(FUZZTIME) ./storage
+	go test -run '^$$' -fuzz FuzzParseDuration -fuzztime $(FUZZTIME) ./cmd/analyticsd
+	go test -run '^$$' -fuzz FuzzParseSources -fuzztime $(FUZZTIME) ./cmd/analytics-loadgen
+	go test -run '^$$' -fuzz FuzzUnmarshalSnapshot -fuzztime $(FUZZTIME) ./stream
 
 build:
 	CGO_ENABLED=0 go build -trimpath -o bin/analyticsd ./cmd/analyticsd

@@ -282,16 +282,23 @@ const (
 	// worker reads and writes in one step is consistent.
 	takeDirtySQL = `DELETE FROM rollup_dirty WHERE minute IN
 		(SELECT minute FROM rollup_dirty ORDER BY minute DESC LIMIT $1) RETURNING minute`
-	dictSQL = `INSERT INTO user_dict (user_id)
-		SELECT DISTINCT e.user_id
-		FROM unnest($1::timestamptz[]) m(minute)
-		JOIN events e ON e.created_at >= m.minute AND e.created_at < m.minute + interval '1 minute'
-		WHERE NOT EXISTS (SELECT 1 FROM user_dict d WHERE d.user_id = e.user_id)
+	// The chunk's rows are read first, by minute from the index, and only
+	// then matched with the dictionary: left to itself the planner may
+	// scan all events against the dictionary, per minute (measured: minutes
+	// instead of milliseconds on 10M events).
+	dictSQL = `WITH chunk AS MATERIALIZED (
+			SELECT DISTINCT e.user_id
+			FROM unnest($1::timestamptz[]) m(minute)
+			JOIN events e ON e.created_at >= m.minute AND e.created_at < m.minute + interval '1 minute')
+		INSERT INTO user_dict (user_id)
+		SELECT c.user_id FROM chunk c
+		WHERE NOT EXISTS (SELECT 1 FROM user_dict d WHERE d.user_id = c.user_id)
 		ON CONFLICT (user_id) DO NOTHING`
-	minuteEventsSQL = `SELECT m.i, e.event_type, d.id
-		FROM unnest($1::timestamptz[]) WITH ORDINALITY m(minute, i)
-		JOIN events e ON e.created_at >= m.minute AND e.created_at < m.minute + interval '1 minute'
-		JOIN user_dict d ON d.user_id = e.user_id`
+	minuteEventsSQL = `WITH chunk AS MATERIALIZED (
+			SELECT m.i, e.event_type, e.user_id
+			FROM unnest($1::timestamptz[]) WITH ORDINALITY m(minute, i)
+			JOIN events e ON e.created_at >= m.minute AND e.created_at < m.minute + interval '1 minute')
+		SELECT c.i, c.event_type, d.id FROM chunk c JOIN user_dict d ON d.user_id = c.user_id`
 )
 
 // rollMinutes recomputes one chunk of dirty minutes and marks their hours,

@@ -49,9 +49,11 @@ func NewResponse(r Range, res Result) Response {
 }
 
 // interval is the refresh step versions count in.
-func (h *Handler) interval() time.Duration {
-	if h.parser.Align > 0 {
-		return h.parser.Align
+func (h *Handler) interval() time.Duration { return alignOf(h.parser) }
+
+func alignOf(p RangeParser) time.Duration {
+	if p.Align > 0 {
+		return p.Align
 	}
 	return time.Second
 }
@@ -59,9 +61,9 @@ func (h *Handler) interval() time.Duration {
 // maxAge is the seconds until the next refresh for a live range, and the
 // refresh interval's worth for a range that no longer changes (its answer
 // may still gain late events within the cache TTL).
-func (h *Handler) maxAge(spec Spec) int {
+func maxAge(spec Spec, p RangeParser) int {
 	now := time.Now()
-	iv := h.interval()
+	iv := alignOf(p)
 	if !spec.Live(now) {
 		return int(iv.Seconds())
 	}
@@ -110,7 +112,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	// version the stream would send, so a client that has it gets a 304,
 	// and max-age runs to the next refresh.
 	etag := `"` + strconv.FormatInt(spec.Version(now, h.interval()), 10) + `"`
-	maxAge := h.maxAge(spec)
+	maxAge := maxAge(spec, h.parser)
 	w.Header().Set("ETag", etag)
 	w.Header().Set("Cache-Control", "max-age="+strconv.Itoa(maxAge))
 	if match := req.Header.Get("If-None-Match"); match != "" && etagMatch(match, etag) {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	_ "time/tzdata" // time zones for ?tz= even where the system has none (scratch images)
 )
 
 func main() {

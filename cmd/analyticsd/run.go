@@ -22,6 +22,7 @@ Usage:
   analyticsd [serve] [flags]   run the HTTP server (default); --demo seeds and trickles demo data
   analyticsd migrate [flags]   apply pending database migrations and exit
   analyticsd seed [flags]      load synthetic events (--events N --days D --users U --types a:3,b:1)
+  analyticsd bench [flags]     seed a benchmark database and compare plain SQL with the rollups
   analyticsd help              show this text
 
 Every flag also reads an environment variable; run "analyticsd serve -h" to list them.
@@ -50,6 +51,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runMigrate(ctx, args, getenv, stdout, stderr)
 	case "seed":
 		return runSeed(ctx, args, getenv, stdout, stderr)
+	case "bench":
+		return runBench(ctx, args, getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -169,6 +172,15 @@ func runSeed(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	fmt.Fprintf(stdout, "seeded %d events in %s (%.0f events/s)\n", st.Events, st.Elapsed.Round(time.Millisecond), float64(st.Events)/st.Elapsed.Seconds())
+	start := time.Now()
+	switch err := db.NewRoller(storage.RollupOptions{}).CatchUp(ctx); {
+	case errors.Is(err, storage.ErrRollupBusy):
+		fmt.Fprintln(stdout, "a running server is the rollup worker; it rolls the new events up (answers are exact meanwhile)")
+	case err != nil:
+		return err
+	default:
+		fmt.Fprintf(stdout, "rolled up in %s\n", time.Since(start).Round(time.Millisecond))
+	}
 	return nil
 }
 

@@ -183,6 +183,9 @@ func newHandler(cfg Config, db *storage.DB, rdb *redis.Client, reg *prometheus.R
 	}
 	read("/api/analytics/summary", sum)
 	read("/api/v1/analytics/summary", sum)
+	series := summary.NewSeriesHandler(db, parser, cfg.DBStatementTimeout, log)
+	read("/api/analytics/timeseries", series)
+	read("/api/v1/analytics/timeseries", series)
 	read("/api/analytics/stream", live)
 	read("/api/v1/analytics/stream", live)
 	read("/health", &healthHandler{db: db, rdb: rdb})

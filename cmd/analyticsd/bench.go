@@ -1,0 +1,390 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/url"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/liveanalytics/analyticsd/storage"
+	"github.com/liveanalytics/analyticsd/summary"
+)
+
+// benchOptions are the flags of `analyticsd bench`.
+type benchOptions struct {
+	events      int64
+	days        int
+	users       int
+	runs        int
+	naiveRuns   int
+	ingestRows  int
+	lagDuration time.Duration
+	lagRate     int
+}
+
+// runBench seeds a dedicated database when its event count differs, rolls
+// it up, and prints, per range: the plain SQL time, the rollup time with
+// an empty bitmap cache (cold) and with a warm one, the ratio, and whether
+// both answers are equal. No Redis is involved: these are store times.
+func runBench(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	var o benchOptions
+	var benchURL string
+	cfg, err := parseConfig("bench", args, getenv, stderr, func(fs *flag.FlagSet, c *Config) {
+		c.DBStatementTimeout = 10 * time.Minute
+		fs.StringVar(&benchURL, "bench-database-url", getenv("BENCH_DATABASE_URL"),
+			"database to seed and measure; its name must contain \"bench\" (env BENCH_DATABASE_URL; default: DATABASE_URL's server, database analytics_bench)")
+		fs.Int64Var(&o.events, "events", 10_000_000, "events in the benchmark database (reseeded when the count differs)")
+		fs.IntVar(&o.days, "days", 30, "days the events span, ending now")
+		fs.IntVar(&o.users, "users", 200_000, "distinct users")
+		fs.IntVar(&o.runs, "runs", 21, "timed runs per rollup measurement (the median is printed)")
+		fs.IntVar(&o.naiveRuns, "naive-runs", 3, "timed runs per plain SQL measurement")
+		fs.IntVar(&o.ingestRows, "ingest-rows", 1_000_000, "rows per COPY in the ingest cost measurement (0 skips it)")
+		fs.DurationVar(&o.lagDuration, "lag-duration", 30*time.Second, "length of the sustained insert stream that measures worker lag (0 skips it)")
+		fs.IntVar(&o.lagRate, "lag-rate", 5_000, "events per second of that stream")
+	})
+	if err != nil {
+		return helpOK(err)
+	}
+	if o.runs < 1 || o.naiveRuns < 1 || o.events < 1 || o.days < 1 || o.users < 1 {
+		return fmt.Errorf("%w: --events, --days, --users, --runs and --naive-runs must be positive", errUsage)
+	}
+	// Never DATABASE_URL itself: the benchmark truncates its database.
+	if benchURL == "" {
+		benchURL = withDatabase(cfg.DatabaseURL, "analytics_bench")
+	}
+	if name := databaseName(benchURL); !strings.Contains(name, "bench") {
+		return fmt.Errorf("%w: the benchmark database %q must have \"bench\" in its name: it truncates the events table", errUsage, name)
+	}
+	cfg.DatabaseURL = benchURL
+	db, err := openDB(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if _, err := db.Migrate(ctx); err != nil {
+		return err
+	}
+	var have int64
+	if err := db.Pool().QueryRow(ctx, `SELECT count(*) FROM events`).Scan(&have); err != nil {
+		return err
+	}
+	if have != o.events {
+		fmt.Fprintf(stdout, "seeding %d events over %d days, %d users (the database has %d)\n", o.events, o.days, o.users, have)
+		if _, err := db.Pool().Exec(ctx, `TRUNCATE events`); err != nil {
+			return err
+		}
+		st, err := db.Seed(ctx, storage.SeedOptions{Events: o.events, Days: o.days, Users: o.users, Seed: 42})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "seeded in %s (%.0f events/s, trigger on, VACUUM ANALYZE included)\n", st.Elapsed.Round(time.Millisecond), float64(st.Events)/st.Elapsed.Seconds())
+	}
+	start := time.Now()
+	if err := db.NewRoller(storage.RollupOptions{}).CatchUp(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "rollup worker caught up in %s\n", time.Since(start).Round(time.Millisecond))
+	var bytes int64
+	if err := db.Pool().QueryRow(ctx, `SELECT pg_total_relation_size('rollup_totals') + pg_total_relation_size('rollup_types') + pg_total_relation_size('user_dict')`).Scan(&bytes); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "rollup tables and dictionary: %.1f MiB; events table: ", float64(bytes)/(1<<20))
+	if err := db.Pool().QueryRow(ctx, `SELECT pg_total_relation_size('events')`).Scan(&bytes); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%.1f MiB\n\n", float64(bytes)/(1<<20))
+
+	naive, err := storage.Open(ctx, storage.Options{URL: cfg.DatabaseURL, StatementTimeout: cfg.DBStatementTimeout, Naive: true})
+	if err != nil {
+		return err
+	}
+	defer naive.Close()
+	if err := benchQueries(ctx, stdout, db, naive, o); err != nil {
+		return err
+	}
+	if o.ingestRows > 0 {
+		if err := benchIngest(ctx, stdout, cfg, o); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type benchCase struct {
+	name      string
+	iv        storage.Interval
+	eventType string
+}
+
+func benchCases(now time.Time) []benchCase {
+	ago := func(d time.Duration) time.Time { return now.Add(-d) }
+	day := 24 * time.Hour
+	today := now.Truncate(day)
+	return []benchCase{
+		{"1 h, ending now", storage.Interval{From: ago(time.Hour), To: now}, ""},
+		{"1 d, ending now", storage.Interval{From: ago(day), To: now}, ""},
+		{"7 d, ending now", storage.Interval{From: ago(7 * day), To: now}, ""},
+		{"30 d, ending now", storage.Interval{From: ago(30 * day), To: now}, ""},
+		{"29 whole days (UTC midnights)", storage.Interval{From: today.Add(-29 * day), To: today}, ""},
+		{"odd edges (µs), 17 d", storage.Interval{From: ago(19*day + 3*time.Hour + 7*time.Minute + 12345678*time.Microsecond), To: ago(2*day + 5*time.Hour + 500123*time.Microsecond)}, ""},
+		{"30 d, event_type=click", storage.Interval{From: ago(30 * day), To: now}, "click"},
+	}
+}
+
+func benchQueries(ctx context.Context, w io.Writer, db, naive *storage.DB, o benchOptions) error {
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	fmt.Fprintln(w, "| range | plain SQL | rollups, cold | rollups, warm | cold speed-up | equal |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---|")
+	for _, c := range benchCases(now) {
+		ivs := []storage.Interval{c.iv}
+		var want []summary.Summary
+		naiveT, err := median(o.naiveRuns, func() error {
+			var err error
+			want, err = naive.Aggregate(ctx, c.eventType, ivs)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		var got []summary.Summary
+		cold, err := median(o.runs, func() error {
+			db.ResetBitmapCache()
+			var err error
+			got, err = db.Aggregate(ctx, c.eventType, ivs)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		warm, err := median(o.runs, func() error {
+			_, err := db.Aggregate(ctx, c.eventType, ivs)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		equal := "yes"
+		if !reflect.DeepEqual(got, want) {
+			equal = fmt.Sprintf("**NO**: %+v vs %+v", got, want)
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %.0f× | %s |\n", c.name, ms(naiveT), ms(cold), ms(warm), float64(naiveT)/float64(cold), equal)
+	}
+	fmt.Fprintf(w, "\n%d events; medians of %d plain SQL and %d rollup runs; cold = empty in-process bitmap cache; no Redis.\n\n", mustCount(ctx, db), o.naiveRuns, o.runs)
+	return nil
+}
+
+func mustCount(ctx context.Context, db *storage.DB) int64 {
+	var n int64
+	_ = db.Pool().QueryRow(ctx, `SELECT count(*) FROM events`).Scan(&n)
+	return n
+}
+
+func median(runs int, f func() error) (time.Duration, error) {
+	ds := make([]time.Duration, runs)
+	for i := range ds {
+		start := time.Now()
+		if err := f(); err != nil {
+			return 0, err
+		}
+		ds[i] = time.Since(start)
+	}
+	slices.Sort(ds)
+	return ds[len(ds)/2], nil
+}
+
+func ms(d time.Duration) string {
+	v := float64(d) / float64(time.Millisecond)
+	switch {
+	case v >= 100:
+		return strconv.FormatFloat(v, 'f', 0, 64) + " ms"
+	case v >= 10:
+		return strconv.FormatFloat(v, 'f', 1, 64) + " ms"
+	default:
+		return strconv.FormatFloat(v, 'f', 2, 64) + " ms"
+	}
+}
+
+// benchIngest measures what the dirty-marking trigger costs a bulk COPY,
+// and how far the worker trails a sustained insert stream, in a scratch
+// schema of the same database.
+func benchIngest(ctx context.Context, w io.Writer, cfg Config, o benchOptions) error {
+	schema := fmt.Sprintf("bench_ingest_%d", time.Now().UnixNano())
+	admin, err := pgx.Connect(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer admin.Close(context.WithoutCancel(ctx))
+	if _, err := admin.Exec(ctx, `CREATE SCHEMA `+schema); err != nil {
+		return err
+	}
+	defer admin.Exec(context.WithoutCancel(ctx), `DROP SCHEMA `+schema+` CASCADE`) //nolint:errcheck // best effort
+	scfg := cfg
+	scfg.DatabaseURL = withSearchPath(cfg.DatabaseURL, schema)
+	db, err := openDB(ctx, scfg)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if _, err := db.Migrate(ctx); err != nil {
+		return err
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	rows := make([][]any, o.ingestRows)
+	base := time.Now().Add(-24 * time.Hour)
+	for i := range rows {
+		rows[i] = []any{"u" + strconv.Itoa(rng.IntN(o.users)), "page_view", base.Add(time.Duration(i) * 86 * time.Microsecond)}
+	}
+	copyOnce := func(trigger bool) (time.Duration, error) {
+		if _, err := db.Pool().Exec(ctx, `TRUNCATE events`); err != nil {
+			return 0, err
+		}
+		act := "ENABLE"
+		if !trigger {
+			act = "DISABLE"
+		}
+		if _, err := db.Pool().Exec(ctx, `ALTER TABLE events `+act+` TRIGGER events_rollup_insert`); err != nil {
+			return 0, err
+		}
+		start := time.Now()
+		_, err := db.Pool().CopyFrom(ctx, pgx.Identifier{"events"}, []string{"user_id", "event_type", "created_at"}, pgx.CopyFromRows(rows))
+		return time.Since(start), err
+	}
+	var with, without []time.Duration
+	for range 3 {
+		d, err := copyOnce(false)
+		if err != nil {
+			return err
+		}
+		without = append(without, d)
+		if d, err = copyOnce(true); err != nil {
+			return err
+		}
+		with = append(with, d)
+	}
+	slices.Sort(with)
+	slices.Sort(without)
+	rate := func(d time.Duration) float64 { return float64(o.ingestRows) / d.Seconds() }
+	fmt.Fprintln(w, "| COPY of "+strconv.Itoa(o.ingestRows)+" rows | median time | events/s |")
+	fmt.Fprintln(w, "|---|---:|---:|")
+	fmt.Fprintf(w, "| without the trigger | %s | %.0f |\n", ms(without[1]), rate(without[1]))
+	fmt.Fprintf(w, "| with the trigger | %s | %.0f |\n", ms(with[1]), rate(with[1]))
+	fmt.Fprintf(w, "\ntrigger cost: %+.1f%% time\n\n", (float64(with[1])/float64(without[1])-1)*100)
+
+	if o.lagDuration <= 0 {
+		return nil
+	}
+	return benchLag(ctx, w, db, o)
+}
+
+// benchLag runs the worker (1 s interval) while a writer inserts lagRate
+// events per second in 10 batches a second — 90% live, 10% late by up to a
+// day — and samples the worker's backlog.
+func benchLag(ctx context.Context, w io.Writer, db *storage.DB, o benchOptions) error {
+	if _, err := db.Pool().Exec(ctx, `TRUNCATE events`); err != nil {
+		return err
+	}
+	roller := db.NewRoller(storage.RollupOptions{})
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		roller.Run(wctx)
+	}()
+	var inserted atomic.Int64
+	var werr error
+	go func() {
+		defer wg.Done()
+		rng := rand.New(rand.NewPCG(3, 4))
+		batch := max(o.lagRate/10, 1)
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-wctx.Done():
+				return
+			case <-tick.C:
+			}
+			now := time.Now()
+			rows := make([][]any, batch)
+			for i := range rows {
+				at := now
+				if rng.IntN(10) == 0 {
+					at = now.Add(-time.Duration(rng.Int64N(int64(24 * time.Hour))))
+				}
+				rows[i] = []any{"u" + strconv.Itoa(rng.IntN(o.users)), "page_view", at}
+			}
+			if _, err := db.Pool().CopyFrom(wctx, pgx.Identifier{"events"}, []string{"user_id", "event_type", "created_at"}, pgx.CopyFromRows(rows)); err != nil {
+				if wctx.Err() == nil {
+					werr = err
+				}
+				return
+			}
+			inserted.Add(int64(batch))
+		}
+	}()
+	var lags []time.Duration
+	var maxMarks int64
+	end := time.Now().Add(o.lagDuration)
+	for time.Now().Before(end) {
+		time.Sleep(250 * time.Millisecond)
+		n, lag, err := db.RollupBacklog(ctx)
+		if err != nil {
+			return err
+		}
+		lags = append(lags, lag)
+		maxMarks = max(maxMarks, n)
+	}
+	stop()
+	wg.Wait()
+	if werr != nil {
+		return werr
+	}
+	slices.Sort(lags)
+	fmt.Fprintf(w, "worker lag under %d events/s for %s (%d inserted; 10%% late by up to a day): oldest dirty mark p50 %s, p99 %s, max %s; at most %d marks waiting\n",
+		o.lagRate, o.lagDuration, inserted.Load(), lags[len(lags)/2].Round(time.Millisecond), lags[len(lags)*99/100].Round(time.Millisecond), lags[len(lags)-1].Round(time.Millisecond), maxMarks)
+	return nil
+}
+
+// withSearchPath adds search_path to a URL's query (or a DSN).
+func withSearchPath(dsn, schema string) string {
+	if u, err := url.Parse(dsn); err == nil && u.Scheme != "" {
+		q := u.Query()
+		q.Set("search_path", schema)
+		u.RawQuery = q.Encode()
+		return u.String()
+	}
+	return dsn + " search_path=" + schema
+}
+
+// withDatabase replaces the database name of a PostgreSQL URL.
+func withDatabase(dsn, name string) string {
+	u, err := url.Parse(dsn)
+	if err != nil || u.Scheme == "" {
+		return dsn
+	}
+	u.Path = "/" + name
+	return u.String()
+}
+
+// databaseName is the database a URL or DSN names.
+func databaseName(dsn string) string {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return ""
+	}
+	return cfg.Database
+}
