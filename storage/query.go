@@ -351,6 +351,10 @@ func uniqueUsers(parts []*roaring.Bitmap, extra []uint32) int64 {
 	return int64(union.GetCardinality() + more.GetCardinality())
 }
 
+// BitmapCacheStats returns the entries and bytes of the in-process bitmap
+// cache.
+func (db *DB) BitmapCacheStats() (entries int, bytes int64) { return db.bitmaps.stats() }
+
 // ResetBitmapCache empties the in-process bitmap cache, so that the next
 // query is cold (benchmarks).
 func (db *DB) ResetBitmapCache() { db.bitmaps.reset() }

@@ -70,6 +70,10 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		Logger:   log,
 		Metrics:  storage.NewRollupMetrics(reg),
 	})
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "analytics_rollup_bitmap_cache_bytes",
+		Help: "Bytes of decoded rollup bitmaps cached in this instance (bounded by ROLLUP_CACHE_MB).",
+	}, func() float64 { _, b := db.BitmapCacheStats(); return float64(b) }))
 	bg.Add(1)
 	go func() {
 		defer bg.Done()
