@@ -84,3 +84,47 @@ func (c *bitmapCache) stats() (int, int64) {
 	defer c.mu.Unlock()
 	return len(c.items), c.cur
 }
+
+// dictCache remembers user_id → dictionary id. The dictionary only grows
+// and never renumbers, so an entry is never wrong. Bounded by entries; when
+// full it starts over (simple, and refilled by the next few queries).
+type dictCache struct {
+	mu  sync.RWMutex
+	max int
+	m   map[string]uint32
+}
+
+func newDictCache(max int) *dictCache { return &dictCache{max: max, m: map[string]uint32{}} }
+
+func (c *dictCache) get(u string) (uint32, bool) {
+	if c == nil {
+		return 0, false
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	id, ok := c.m[u]
+	return id, ok
+}
+
+func (c *dictCache) addAll(found map[string]uint32) {
+	if c == nil || len(found) == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m)+len(found) > c.max {
+		c.m = make(map[string]uint32, len(found))
+	}
+	for u, id := range found {
+		c.m[u] = id
+	}
+}
+
+func (c *dictCache) reset() {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.m = map[string]uint32{}
+}

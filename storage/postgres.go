@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -31,13 +32,19 @@ type Options struct {
 	// Naive answers summaries with the plain SQL aggregates instead of the
 	// rollups (for comparison and as an escape hatch).
 	Naive bool
+	// ReadURL, when set, is a replica that answers summaries and time
+	// series; writes, migrations and the rollup worker use URL.
+	ReadURL string
 }
 
 // DB is the PostgreSQL store.
 type DB struct {
-	pool    *pgxpool.Pool
-	bitmaps *bitmapCache
-	naive   bool
+	pool       *pgxpool.Pool
+	read       *pgxpool.Pool // == pool without a replica
+	bitmaps    *bitmapCache
+	dict       *dictCache
+	naive      bool
+	lastExpiry atomic.Int64 // unix nanos of the last idempotency-key expiry
 }
 
 // Open connects, creating the database first when asked and needed.
@@ -56,12 +63,30 @@ func Open(ctx context.Context, o Options) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	db := &DB{pool: pool, naive: o.Naive}
+	db := &DB{pool: pool, read: pool, naive: o.Naive}
+	if o.ReadURL != "" {
+		ro := o
+		ro.URL = o.ReadURL
+		rcfg, err := poolConfig(ro)
+		if err != nil {
+			pool.Close()
+			return nil, errors.New("storage: DATABASE_READ_URL is not a valid PostgreSQL URL or DSN")
+		}
+		if db.read, err = connect(ctx, rcfg); err != nil {
+			pool.Close()
+			return nil, fmt.Errorf("storage: read replica: %w", err)
+		}
+	}
 	switch {
 	case o.BitmapCacheBytes == 0:
 		db.bitmaps = newBitmapCache(256 << 20)
 	case o.BitmapCacheBytes > 0:
 		db.bitmaps = newBitmapCache(o.BitmapCacheBytes)
+	}
+	if db.bitmaps != nil {
+		// About 100 bytes an entry: a sixth more memory than the bitmaps get
+		// (400k users, 40 MB, by default).
+		db.dict = newDictCache(int(max(db.bitmaps.max/640, 10_000)))
 	}
 	return db, nil
 }
@@ -135,12 +160,22 @@ func createDatabase(ctx context.Context, cfg *pgxpool.Config) error {
 func (db *DB) Pool() *pgxpool.Pool { return db.pool }
 
 // Close releases every connection.
-func (db *DB) Close() { db.pool.Close() }
+func (db *DB) Close() {
+	if db.read != db.pool {
+		db.read.Close()
+	}
+	db.pool.Close()
+}
 
 // Ping checks that a connection can be acquired and used.
 func (db *DB) Ping(ctx context.Context) error {
 	if err := db.pool.Ping(ctx); err != nil {
 		return fmt.Errorf("storage: ping: %w", err)
+	}
+	if db.read != db.pool {
+		if err := db.read.Ping(ctx); err != nil {
+			return fmt.Errorf("storage: ping read replica: %w", err)
+		}
 	}
 	return nil
 }

@@ -210,7 +210,7 @@ func TestRollupsEqualNaiveSQL(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		naive := &DB{pool: db.pool, naive: true}
+		naive := &DB{pool: db.pool, read: db.pool, naive: true}
 		want, err := naive.Aggregate(ctx, "", []Interval{iv})
 		if err != nil {
 			t.Fatal(err)

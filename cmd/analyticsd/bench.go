@@ -159,7 +159,7 @@ func benchQueries(ctx context.Context, w io.Writer, db, naive *storage.DB, o ben
 		}
 		var got []summary.Summary
 		cold, err := median(o.runs, func() error {
-			db.ResetBitmapCache()
+			db.ResetCaches()
 			var err error
 			got, err = db.Aggregate(ctx, c.eventType, ivs)
 			return err
@@ -180,7 +180,7 @@ func benchQueries(ctx context.Context, w io.Writer, db, naive *storage.DB, o ben
 		}
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %.0f× | %s |\n", c.name, ms(naiveT), ms(cold), ms(warm), float64(naiveT)/float64(cold), equal)
 	}
-	fmt.Fprintf(w, "\n%d events; medians of %d plain SQL and %d rollup runs; cold = empty in-process bitmap cache; no Redis.\n\n", mustCount(ctx, db), o.naiveRuns, o.runs)
+	fmt.Fprintf(w, "\n%d events; medians of %d plain SQL and %d rollup runs; cold = empty in-process bitmap and dictionary caches; no Redis.\n\n", mustCount(ctx, db), o.naiveRuns, o.runs)
 	return nil
 }
 
