@@ -35,6 +35,7 @@ fuzz: ## every fuzz target for FUZZTIME each
 	go test -run '^$$' -fuzz FuzzParseDuration -fuzztime $(FUZZTIME) ./cmd/analyticsd
 	go test -run '^$$' -fuzz FuzzParseSources -fuzztime $(FUZZTIME) ./cmd/analytics-loadgen
 	go test -run '^$$' -fuzz FuzzUnmarshalSnapshot -fuzztime $(FUZZTIME) ./stream
+	go test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./internal/ingest
 
 build:
 	CGO_ENABLED=0 go build -trimpath -o bin/analyticsd ./cmd/analyticsd

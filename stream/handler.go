@@ -23,6 +23,9 @@ type Handler struct {
 	// headers (see detached). Off, or where the connection cannot be
 	// hijacked (HTTP/2), each stream keeps its handler goroutine.
 	Detach bool
+	// ClientAddr names the client for the per-address limit; the TCP
+	// peer's host when nil (set it to trust a reverse proxy's header).
+	ClientAddr func(*http.Request) string
 }
 
 type connKey struct{}
@@ -52,6 +55,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	addr, _, _ := net.SplitHostPort(req.RemoteAddr)
+	if h.ClientAddr != nil {
+		addr = h.ClientAddr(req)
+	}
 	c, err := h.b.Subscribe(req.Context(), spec, addr)
 	if err != nil {
 		// EventSource retries a 503 only by reconnecting later; Retry-After

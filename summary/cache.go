@@ -121,6 +121,17 @@ func (c *RedisCache) Set(ctx context.Context, key string, e Entry) error {
 	return nil
 }
 
+// TuneClusterOptions is TuneRedisOptions for a Redis Cluster.
+func TuneClusterOptions(opt *redis.ClusterOptions) *redis.ClusterOptions {
+	opt.DialTimeout = time.Second
+	opt.ReadTimeout = 500 * time.Millisecond
+	opt.WriteTimeout = 500 * time.Millisecond
+	opt.PoolTimeout = time.Second
+	opt.MaxRetries = 1
+	opt.DialerRetries = 1
+	return opt
+}
+
 // TuneRedisOptions sets timeouts and retries for a cache that must fail
 // fast: go-redis's defaults (3 retries, 5 dial attempts each, 5 s dial
 // timeout) make every request wait seconds while Redis is down. One retry

@@ -1,11 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
+	"net"
+	"net/http"
 	"net/url"
 	"reflect"
 	"slices"
@@ -16,7 +20,11 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/liveanalytics/analyticsd/internal/auth"
+	"github.com/liveanalytics/analyticsd/internal/httpx"
+	"github.com/liveanalytics/analyticsd/internal/ingest"
 	"github.com/liveanalytics/analyticsd/storage"
 	"github.com/liveanalytics/analyticsd/summary"
 )
@@ -281,10 +289,127 @@ func benchIngest(ctx context.Context, w io.Writer, cfg Config, o benchOptions) e
 	fmt.Fprintf(w, "| with the trigger | %s | %.0f |\n", ms(with[1]), rate(with[1]))
 	fmt.Fprintf(w, "\ntrigger cost: %+.1f%% time\n\n", (float64(with[1])/float64(without[1])-1)*100)
 
+	if err := benchEndpoint(ctx, w, db, rows); err != nil {
+		return err
+	}
+
 	if o.lagDuration <= 0 {
 		return nil
 	}
 	return benchLag(ctx, w, db, o)
+}
+
+// benchEndpoint sends the rows through POST /api/v1/events (the real
+// handler, middleware and API key check, rate limits off) in batches of
+// 1,000 from 4 concurrent senders, and COPYs the same rows into the same
+// table, both with the trigger on, and compares the rates.
+func benchEndpoint(ctx context.Context, w io.Writer, db *storage.DB, rows [][]any) error {
+	const senders, per = 4, 1000
+	token, entry, err := auth.Generate(auth.ScopeIngest)
+	if err != nil {
+		return err
+	}
+	keys, err := auth.ParseKeys(entry)
+	if err != nil {
+		return err
+	}
+	cfg := defaultConfig()
+	cfg.RateLimitAddr, cfg.RateLimitKey = 0, 0
+	reg := prometheus.NewRegistry()
+	log := slog.New(slog.DiscardHandler)
+	im := ingest.NewMetrics(reg)
+	g := newGuard(cfg, keys, im, reg)
+	h := httpx.Middleware(log, httpx.NewMetrics(reg))(g.protect(ingest.NewHandler(db, requestKeyID, im, log), auth.ScopeIngest, false, true))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln) //nolint:errcheck // closed below
+	defer srv.Close()
+	url := "http://" + ln.Addr().String() + "/api/v1/events"
+
+	bodies := make([][]byte, 0, len(rows)/per+1)
+	for i := 0; i < len(rows); i += per {
+		var b bytes.Buffer
+		b.WriteByte('[')
+		for j := i; j < min(i+per, len(rows)); j++ {
+			if j > i {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, `{"user_id":%q,"event_type":%q,"created_at":%q}`, rows[j][0], rows[j][1], rows[j][2].(time.Time).UTC().Format(time.RFC3339Nano))
+		}
+		b.WriteByte(']')
+		bodies = append(bodies, b.Bytes())
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: senders}}
+	viaHTTP := func() (time.Duration, error) {
+		if _, err := db.Pool().Exec(ctx, `TRUNCATE events`); err != nil {
+			return 0, err
+		}
+		var next atomic.Int64
+		var firstErr error
+		var once sync.Once
+		var wg sync.WaitGroup
+		start := time.Now()
+		for range senders {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					i := int(next.Add(1) - 1)
+					if i >= len(bodies) {
+						return
+					}
+					req, _ := http.NewRequestWithContext(ctx, "POST", url, bytes.NewReader(bodies[i]))
+					req.Header.Set("Authorization", "Bearer "+token)
+					req.Header.Set("Content-Type", "application/json")
+					resp, err := client.Do(req)
+					if err == nil {
+						_, _ = io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+						if resp.StatusCode != http.StatusAccepted {
+							err = fmt.Errorf("ingest answered %d", resp.StatusCode)
+						}
+					}
+					if err != nil {
+						once.Do(func() { firstErr = err })
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		return time.Since(start), firstErr
+	}
+	viaCopy := func() (time.Duration, error) {
+		if _, err := db.Pool().Exec(ctx, `TRUNCATE events`); err != nil {
+			return 0, err
+		}
+		start := time.Now()
+		_, err := db.Pool().CopyFrom(ctx, pgx.Identifier{"events"}, []string{"user_id", "event_type", "created_at"}, pgx.CopyFromRows(rows))
+		return time.Since(start), err
+	}
+	var httpT, copyT []time.Duration
+	for range 3 {
+		d, err := viaHTTP()
+		if err != nil {
+			return err
+		}
+		httpT = append(httpT, d)
+		if d, err = viaCopy(); err != nil {
+			return err
+		}
+		copyT = append(copyT, d)
+	}
+	slices.Sort(httpT)
+	slices.Sort(copyT)
+	rate := func(d time.Duration) float64 { return float64(len(rows)) / d.Seconds() }
+	fmt.Fprintf(w, "| %d events, trigger on | median of 3 | events/s |\n|---|---:|---:|\n", len(rows))
+	fmt.Fprintf(w, "| one raw COPY | %s | %.0f |\n", ms(copyT[1]), rate(copyT[1]))
+	fmt.Fprintf(w, "| POST /api/v1/events, batches of %d, %d senders | %s | %.0f |\n", per, senders, ms(httpT[1]), rate(httpT[1]))
+	fmt.Fprintf(w, "\nendpoint / raw COPY: %.2f×\n\n", rate(httpT[1])/rate(copyT[1]))
+	return nil
 }
 
 // benchLag runs the worker (1 s interval) while a writer inserts lagRate

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/liveanalytics/analyticsd/internal/ratelimit"
 )
 
 // Config is everything the server reads from its environment. Env vars set
@@ -36,6 +38,15 @@ type Config struct {
 	Rollups                 bool
 	RollupInterval          time.Duration
 	RollupCacheMB           int
+	DatabaseReadURL         string
+	RedisCluster            bool
+	APIKeys                 string
+	APIKeysFile             string
+	ReadAuth                string
+	RateLimitAddr           int
+	RateLimitKey            int
+	TrustedProxies          string
+	CORSOrigins             string
 
 	// Flags only.
 	NoMigrate  bool
@@ -69,6 +80,9 @@ func defaultConfig() Config {
 		Rollups:                 true,
 		RollupInterval:          time.Second,
 		RollupCacheMB:           256,
+		ReadAuth:                "open",
+		RateLimitAddr:           50,
+		RateLimitKey:            100,
 	}
 }
 
@@ -82,7 +96,9 @@ func (c *Config) settings() []setting {
 	return []setting{
 		{"PORT", "port", "HTTP port to listen on", (*portValue)(&c.Port)},
 		{"DATABASE_URL", "database-url", "PostgreSQL URL; the database is created when missing and the role may", (*pgURLValue)(&c.DatabaseURL)},
-		{"REDIS_URL", "redis-url", "Redis URL (redis:// or rediss://)", (*redisURLValue)(&c.RedisURL)},
+		{"DATABASE_READ_URL", "database-read-url", "PostgreSQL replica for summaries, time series and streams (default: DATABASE_URL)", (*optionalPGURLValue)(&c.DatabaseReadURL)},
+		{"REDIS_URL", "redis-url", "Redis URL (redis:// or rediss://); with REDIS_CLUSTER, seed nodes as redis://host1:6379?addr=host2:6379&addr=host3:6379", (*redisURLValue)(&c.RedisURL)},
+		{"REDIS_CLUSTER", "redis-cluster", "REDIS_URL names a Redis Cluster", (*boolValue)(&c.RedisCluster)},
 		{"REDIS_PREFIX", "redis-prefix", "prefix of every Redis key, to share one Redis between deployments", (*stringValue)(&c.RedisPrefix)},
 		{"CACHE_TTL", "cache-ttl", "how long a computed summary is served from Redis", (*durationValue)(&c.CacheTTL)},
 		{"CACHE_STALE_TTL", "cache-stale-ttl", "how long a stale copy is kept to answer while PostgreSQL is down (0 disables)", (*durationValue)(&c.CacheStaleTTL)},
@@ -100,6 +116,13 @@ func (c *Config) settings() []setting {
 		{"ROLLUPS", "rollups", "answer from the rollups (false: plain SQL aggregates, slow on long ranges; the worker keeps running)", (*boolValue)(&c.Rollups)},
 		{"ROLLUP_INTERVAL", "rollup-interval", "how often the rollup worker looks for changed minutes", (*durationValue)(&c.RollupInterval)},
 		{"ROLLUP_CACHE_MB", "rollup-cache-mb", "memory for decoded rollup bitmaps per instance (0 disables)", (*intValue)(&c.RollupCacheMB)},
+		{"API_KEYS", "api-keys", "API keys as sha256:<hex>:<scopes> entries separated by spaces or ';' (see `analyticsd keygen`)", (*secretValue)(&c.APIKeys)},
+		{"API_KEYS_FILE", "api-keys-file", "file of API key entries, one per line, # comments", (*stringValue)(&c.APIKeysFile)},
+		{"READ_AUTH", "read-auth", "open (reads need no key) or required (reads need a key with the read scope)", (*readAuthValue)(&c.ReadAuth)},
+		{"RATE_LIMIT_ADDR", "rate-limit-addr", "API requests per second per client address, bursts of twice that (0 disables)", (*intValue)(&c.RateLimitAddr)},
+		{"RATE_LIMIT_KEY", "rate-limit-key", "API requests per second per API key, bursts of twice that (0 disables)", (*intValue)(&c.RateLimitKey)},
+		{"TRUSTED_PROXIES", "trusted-proxies", "comma-separated proxy addresses or CIDRs whose X-Forwarded-For names the client", (*stringValue)(&c.TrustedProxies)},
+		{"CORS_ORIGINS", "cors-origins", "comma-separated origins allowed to call the API from a browser (* for any; empty: none)", (*stringValue)(&c.CORSOrigins)},
 		{"LOG_LEVEL", "log-level", "debug, info, warn or error", (*levelValue)(&c.LogLevel)},
 		{"LOG_FORMAT", "log-format", "json or text", (*formatValue)(&c.LogFormat)},
 	}
@@ -148,6 +171,12 @@ func (c *Config) Validate() error {
 	if c.RollupCacheMB < 0 {
 		errs = append(errs, errors.New("ROLLUP_CACHE_MB must not be negative"))
 	}
+	if c.RateLimitAddr < 0 || c.RateLimitKey < 0 {
+		errs = append(errs, errors.New("RATE_LIMIT_ADDR and RATE_LIMIT_KEY must not be negative"))
+	}
+	if _, err := ratelimit.ParseProxies(c.TrustedProxies); err != nil {
+		errs = append(errs, fmt.Errorf("TRUSTED_PROXIES: %w", err))
+	}
 	if c.CacheStaleTTL < 0 {
 		errs = append(errs, errors.New("CACHE_STALE_TTL must not be negative"))
 	}
@@ -163,8 +192,51 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// secretValue is a string never printed back (flag defaults, errors).
+type secretValue string
+
+func (v *secretValue) String() string {
+	if *v == "" {
+		return ""
+	}
+	return "(set)"
+}
+func (v *secretValue) Set(s string) error { *v = secretValue(s); return nil }
+
+type readAuthValue string
+
+func (v *readAuthValue) String() string { return string(*v) }
+func (v *readAuthValue) Set(s string) error {
+	switch s {
+	case "open", "required":
+		*v = readAuthValue(s)
+		return nil
+	}
+	return errors.New("must be open or required")
+}
+
+// optionalPGURLValue is a PostgreSQL URL that may be empty.
+type optionalPGURLValue string
+
+func (v *optionalPGURLValue) String() string { return string(*v) }
+func (v *optionalPGURLValue) Set(s string) error {
+	if s == "" {
+		*v = ""
+		return nil
+	}
+	var u pgURLValue
+	if err := u.Set(s); err != nil {
+		return err
+	}
+	*v = optionalPGURLValue(u)
+	return nil
+}
+
 // redact hides passwords in URLs echoed back in errors.
 func redact(env, v string) string {
+	if env == "API_KEYS" {
+		return "…"
+	}
 	if !strings.HasSuffix(env, "_URL") {
 		return v
 	}

@@ -16,7 +16,7 @@ import (
 // still come from PostgreSQL) or down (503, PostgreSQL down).
 type healthHandler struct {
 	db  *storage.DB
-	rdb *redis.Client
+	rdb redis.UniversalClient
 }
 
 type check struct {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/liveanalytics/analyticsd/internal/auth"
 	"github.com/liveanalytics/analyticsd/storage"
 	"github.com/liveanalytics/analyticsd/summary"
 )
@@ -23,6 +24,9 @@ Usage:
   analyticsd migrate [flags]   apply pending database migrations and exit
   analyticsd seed [flags]      load synthetic events (--events N --days D --users U --types a:3,b:1)
   analyticsd bench [flags]     seed a benchmark database and compare plain SQL with the rollups
+  analyticsd keygen [--scopes ingest,read]
+                               make an API key; prints the key (give it to the client) and
+                               the entry for API_KEYS / API_KEYS_FILE (only its hash)
   analyticsd help              show this text
 
 Every flag also reads an environment variable; run "analyticsd serve -h" to list them.
@@ -53,6 +57,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runSeed(ctx, args, getenv, stdout, stderr)
 	case "bench":
 		return runBench(ctx, args, getenv, stdout, stderr)
+	case "keygen":
+		return runKeygen(args, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -99,6 +105,7 @@ func openDB(ctx context.Context, cfg Config) (*storage.DB, error) {
 		StatementTimeout: cfg.DBStatementTimeout,
 		CreateDatabase:   true,
 		BitmapCacheBytes: bitmapCacheBytes(cfg.RollupCacheMB),
+		ReadURL:          cfg.DatabaseReadURL,
 		Naive:            !cfg.Rollups,
 	})
 }
@@ -112,7 +119,15 @@ func bitmapCacheBytes(mb int) int64 {
 
 // newRedis builds the client with short timeouts: the cache must fail fast
 // and let PostgreSQL answer rather than hold requests up.
-func newRedis(cfg Config) (*redis.Client, error) {
+func newRedis(cfg Config) (redis.UniversalClient, error) {
+	if cfg.RedisCluster {
+		opt, err := redis.ParseClusterURL(cfg.RedisURL)
+		if err != nil {
+			return nil, fmt.Errorf("%w: REDIS_URL (cluster): %v", errUsage, err)
+		}
+		opt.ClientName = "analyticsd"
+		return redis.NewClusterClient(summary.TuneClusterOptions(opt)), nil
+	}
 	opt, err := redis.ParseURL(cfg.RedisURL)
 	if err != nil {
 		return nil, fmt.Errorf("%w: REDIS_URL: %v", errUsage, err)
@@ -181,6 +196,34 @@ func runSeed(ctx context.Context, args []string, getenv func(string) string, std
 	default:
 		fmt.Fprintf(stdout, "rolled up in %s\n", time.Since(start).Round(time.Millisecond))
 	}
+	return nil
+}
+
+// runKeygen prints a new API key and its configuration entry.
+func runKeygen(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("analyticsd keygen", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	scopes := fs.String("scopes", "ingest", "comma-separated scopes: ingest, read")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	var list []auth.Scope
+	for _, s := range strings.Split(*scopes, ",") {
+		switch sc := auth.Scope(strings.TrimSpace(s)); sc {
+		case auth.ScopeIngest, auth.ScopeRead:
+			list = append(list, sc)
+		default:
+			return fmt.Errorf("%w: unknown scope %q (use ingest, read)", errUsage, s)
+		}
+	}
+	token, entry, err := auth.Generate(list...)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "key (give to the client, shown once):  %s\nentry (for API_KEYS or API_KEYS_FILE): %s\n", token, entry)
 	return nil
 }
 

@@ -20,7 +20,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/liveanalytics/analyticsd/internal/auth"
 	"github.com/liveanalytics/analyticsd/internal/httpx"
+	"github.com/liveanalytics/analyticsd/internal/ingest"
 	"github.com/liveanalytics/analyticsd/storage"
 	"github.com/liveanalytics/analyticsd/stream"
 	"github.com/liveanalytics/analyticsd/summary"
@@ -85,7 +87,15 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		}
 	}
 
-	handler, broker := newHandler(cfg, db, rdb, reg, log)
+	keys, err := loadKeys(cfg)
+	if err != nil {
+		return err
+	}
+	if keys.Len() == 0 {
+		log.Info("no API keys configured: POST /api/v1/events answers 401 until API_KEYS or API_KEYS_FILE lists one")
+	}
+	a := newHandler(cfg, db, rdb, keys, reg, log)
+	handler, broker := a.handler, a.broker
 	defer broker.Close()
 
 	ln, err := net.Listen("tcp", ":"+strconv.Itoa(cfg.Port))
@@ -152,8 +162,16 @@ func prepareSchema(ctx context.Context, db *storage.DB, noMigrate bool, log *slo
 	return nil
 }
 
+// app is the HTTP surface: the handler to serve, the broker behind the
+// streams, and the router (whose routes the OpenAPI test compares).
+type app struct {
+	handler http.Handler
+	broker  *stream.Broker
+	router  *mux.Router
+}
+
 // newHandler builds the whole HTTP surface.
-func newHandler(cfg Config, db *storage.DB, rdb *redis.Client, reg *prometheus.Registry, log *slog.Logger) (http.Handler, *stream.Broker) {
+func newHandler(cfg Config, db *storage.DB, rdb redis.UniversalClient, keys *auth.Keys, reg *prometheus.Registry, log *slog.Logger) app {
 	cache := summary.NewRedisCache(rdb, cfg.RedisPrefix, cfg.CacheTTL, cfg.CacheStaleTTL)
 	svc := summary.NewService(db, cache, summary.ServiceOptions{
 		QueryTimeout: cfg.DBStatementTimeout,
@@ -185,13 +203,21 @@ func newHandler(cfg Config, db *storage.DB, rdb *redis.Client, reg *prometheus.R
 		r.Handle(path, h).Methods(http.MethodGet, http.MethodHead)
 		r.Handle(path, methodNotAllowed("GET, HEAD"))
 	}
-	read("/api/analytics/summary", sum)
-	read("/api/v1/analytics/summary", sum)
 	series := summary.NewSeriesHandler(db, parser, cfg.DBStatementTimeout, log)
-	read("/api/analytics/timeseries", series)
-	read("/api/v1/analytics/timeseries", series)
-	read("/api/analytics/stream", live)
-	read("/api/v1/analytics/stream", live)
+	im := ingest.NewMetrics(reg)
+	g := newGuard(cfg, keys, im, reg)
+	sumH := g.protect(sum, auth.ScopeRead, true, true)
+	seriesH := g.protect(series, auth.ScopeRead, true, true)
+	live.ClientAddr = g.proxies.ClientAddr
+	liveH := g.protect(live, auth.ScopeRead, true, false)
+	read("/api/analytics/summary", sumH)
+	read("/api/v1/analytics/summary", sumH)
+	read("/api/analytics/timeseries", seriesH)
+	read("/api/v1/analytics/timeseries", seriesH)
+	read("/api/analytics/stream", liveH)
+	read("/api/v1/analytics/stream", liveH)
+	r.Handle("/api/v1/events", g.protect(ingest.NewHandler(db, requestKeyID, im, log), auth.ScopeIngest, false, true)).Methods(http.MethodPost)
+	r.Handle("/api/v1/events", methodNotAllowed("POST"))
 	read("/health", &healthHandler{db: db, rdb: rdb})
 	read("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	// Everything outside /api/ is the dashboard; unknown API paths get the
@@ -200,7 +226,7 @@ func newHandler(cfg Config, db *storage.DB, rdb *redis.Client, reg *prometheus.R
 	r.PathPrefix("/").MatcherFunc(notAPI).Handler(ui.Handler()).Methods(http.MethodGet, http.MethodHead)
 	r.NotFoundHandler = notFound()
 	r.MethodNotAllowedHandler = methodNotAllowed("GET, HEAD")
-	return httpx.Middleware(log, httpx.NewMetrics(reg))(r), broker
+	return app{handler: httpx.Middleware(log, httpx.NewMetrics(reg))(hardening(cors(cfg.CORSOrigins, r))), broker: broker, router: r}
 }
 
 func methodNotAllowed(allow string) http.Handler {

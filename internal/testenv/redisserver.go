@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -85,4 +86,79 @@ func (s *RedisServer) Stop() {
 	_ = s.cmd.Process.Kill()
 	_ = s.cmd.Wait()
 	s.cmd = nil
+}
+
+// StartRedisCluster starts a three-node Redis Cluster (three masters, the
+// slots split evenly) on free loopback ports and returns its cluster URL
+// for redis.ParseClusterURL. The nodes stop when the test ends.
+func StartRedisCluster(t testing.TB) string {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("testenv: redis-server is not on PATH (apt-get install redis-server)")
+		}
+		t.Skip("redis-server is not on PATH")
+	}
+	dir := t.TempDir()
+	ports := make([]int, 3)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+		l.Close()
+	}
+	ctx := context.Background()
+	var clients []*redis.Client
+	for i, port := range ports {
+		cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+			"--cluster-enabled", "yes", "--cluster-config-file", fmt.Sprintf("nodes-%d.conf", port), "--dir", dir, "--loglevel", "warning")
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("testenv: start redis-server: %v", err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port)})
+		t.Cleanup(func() { c.Close() })
+		clients = append(clients, c)
+		waitFor(t, func() error { return c.Ping(ctx).Err() })
+		lo, hi := i*16384/3, (i+1)*16384/3-1
+		if err := c.ClusterAddSlotsRange(ctx, lo, hi).Err(); err != nil {
+			t.Fatalf("testenv: cluster addslots: %v", err)
+		}
+	}
+	for _, port := range ports[1:] {
+		if err := clients[0].ClusterMeet(ctx, "127.0.0.1", strconv.Itoa(port)).Err(); err != nil {
+			t.Fatalf("testenv: cluster meet: %v", err)
+		}
+	}
+	for _, c := range clients {
+		waitFor(t, func() error {
+			info, err := c.ClusterInfo(ctx).Result()
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(info, "cluster_state:ok") || !strings.Contains(info, "cluster_known_nodes:3") {
+				return fmt.Errorf("cluster not ready: %s", info)
+			}
+			return nil
+		})
+	}
+	return fmt.Sprintf("redis://127.0.0.1:%d?addr=127.0.0.1:%d&addr=127.0.0.1:%d", ports[0], ports[1], ports[2])
+}
+
+func waitFor(t testing.TB, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("testenv: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
