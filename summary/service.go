@@ -42,6 +42,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range []string{"hit", "miss", "stale", "error"} {
 		m.cacheRequests.WithLabelValues(r)
 	}
+	for _, o := range []string{"ok", "error"} {
+		m.storeQueries.WithLabelValues(o) // exported from the start, for dashboards
+	}
 	reg.MustRegister(m.cacheRequests, m.storeQueries)
 	return m
 }
