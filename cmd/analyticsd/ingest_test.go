@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/liveanalytics/analyticsd/internal/auth"
+	"github.com/liveanalytics/analyticsd/internal/testenv"
 )
 
 type keyPair struct{ token, entry string }
@@ -298,5 +300,36 @@ func TestRateLimitPerAddress(t *testing.T) {
 		if r := do(t, "GET", s.base+"/health", "", "", nil); r.code != 200 {
 			t.Fatalf("health under the limit: %d", r.code)
 		}
+	}
+}
+
+// TestReadReplicaURL sends reads to DATABASE_READ_URL: with the "replica"
+// (the same database behind a proxy we can cut) gone, reads fail while
+// ingest, on DATABASE_URL, still works.
+func TestReadReplicaURL(t *testing.T) {
+	t.Parallel()
+	primary := testenv.PostgresURL(t)
+	u, err := url.Parse(primary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := testenv.NewProxy(t, u.Host)
+	u.Host = proxy.Addr
+	ing := newKey(t, auth.ScopeIngest)
+	s := startServer(t, map[string]string{"DATABASE_URL": primary, "DATABASE_READ_URL": u.String(), "API_KEYS": ing.entry})
+	if code, _ := s.summary(t, "2024-01-01T00:00:00Z", "2024-01-02T00:00:00Z"); code != 200 {
+		t.Fatalf("summary through the replica: %d", code)
+	}
+	proxy.Cut()
+	if code, _ := s.summary(t, "2024-02-01T00:00:00Z", "2024-02-02T00:00:00Z"); code != 503 {
+		t.Fatalf("summary with the replica gone: %d, want 503", code)
+	}
+	if r := do(t, "POST", s.base+"/api/v1/events", ing.token, "application/json", batch(3, time.Now().Add(-time.Minute))); r.code != 202 {
+		t.Fatalf("ingest with the replica gone: %d %s, want 202 (writes go to the primary)", r.code, r.raw)
+	}
+	proxy.Heal()
+	code, body := s.summary(t, time.Now().Add(-time.Hour).UTC().Format(time.RFC3339), time.Now().UTC().Format(time.RFC3339))
+	if code != 200 || body.parse(t).Total != 3 {
+		t.Fatalf("summary after the replica is back: %d %+v", code, body)
 	}
 }
