@@ -4,13 +4,19 @@ SERVICES = eval "$$(.ci/services.sh)" &&
 STATICCHECK = honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GO_TEST = go test -race -count=1
 
-.PHONY: run test lint bench bench-go fuzz build services
+.PHONY: run test test-go ui lint bench bench-go fuzz build services
 
 run: ## server with demo data on http://localhost:3000
 	$(SERVICES) go run ./cmd/analyticsd serve --demo
 
-test: ## every test, against real PostgreSQL and Redis
+test: ## every test: Go (race) and the dashboard's (Vitest, browser), against real PostgreSQL and Redis
+	$(SERVICES) $(GO_TEST) ./... && .ci/ui.sh test
+
+test-go: ## only the Go tests
 	$(SERVICES) $(GO_TEST) ./...
+
+ui: ## rebuild the embedded dashboard (ui/dist) from ui/web; commit ui/dist with its sources
+	cd ui/web && npm ci --no-audit --no-fund && npm run build
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

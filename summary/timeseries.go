@@ -2,6 +2,7 @@ package summary
 
 import (
 	"context"
+	"encoding/csv"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -158,6 +159,9 @@ type SeriesHandler struct {
 	log       *slog.Logger
 	timeout   time.Duration
 	MaxPoints int
+	// CSV answers text/csv, one row per bucket and event type (the
+	// export.csv endpoint), instead of JSON.
+	CSV bool
 }
 
 // NewSeriesHandler builds the timeseries handler; timeout bounds one
@@ -227,5 +231,40 @@ func (h *SeriesHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		resp.Data[i] = SeriesEntry{T: p.Start.In(loc).Format(time.RFC3339), Events: s.TotalEvents, UniqueUsers: s.UniqueUsers, ByType: s.EventsByType}
 	}
 	w.Header().Set("Cache-Control", "max-age="+strconv.Itoa(maxAge(spec, h.parser)))
+	if h.CSV {
+		writeCSV(w, resp)
+		return
+	}
 	httpx.WriteJSON(w, http.StatusOK, resp)
+}
+
+// writeCSV writes one row per bucket and event type; a bucket without
+// events still gets one row, with an empty type. bucket_events and
+// bucket_unique_users repeat the bucket's totals on each of its rows.
+func writeCSV(w http.ResponseWriter, resp SeriesResponse) {
+	name := "analytics_" + strings.NewReplacer(":", "", "-", "").Replace(resp.Period.From[:16]) + "_" + string(resp.Bucket) + ".csv"
+	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+	w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	cw := csv.NewWriter(w)
+	_ = cw.Write([]string{"bucket_start", "event_type", "events", "bucket_events", "bucket_unique_users"})
+	for _, p := range resp.Data {
+		total, users := strconv.FormatInt(p.Events, 10), strconv.FormatInt(p.UniqueUsers, 10)
+		if len(p.ByType) == 0 {
+			_ = cw.Write([]string{p.T, "", "0", total, users})
+			continue
+		}
+		for _, tc := range p.ByType {
+			_ = cw.Write([]string{p.T, csvSafe(tc.Type), strconv.FormatInt(tc.Count, 10), total, users})
+		}
+	}
+	cw.Flush()
+}
+
+// csvSafe keeps a spreadsheet from reading an event type as a formula.
+func csvSafe(s string) string {
+	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+		return "'" + s
+	}
+	return s
 }

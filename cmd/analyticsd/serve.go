@@ -208,12 +208,16 @@ func newHandler(cfg Config, db *storage.DB, rdb redis.UniversalClient, keys *aut
 	g := newGuard(cfg, keys, im, reg)
 	sumH := g.protect(sum, auth.ScopeRead, true, true)
 	seriesH := g.protect(series, auth.ScopeRead, true, true)
+	export := summary.NewSeriesHandler(db, parser, cfg.DBStatementTimeout, log)
+	export.CSV = true
+	exportH := g.protect(export, auth.ScopeRead, true, true)
 	live.ClientAddr = g.proxies.ClientAddr
 	liveH := g.protect(live, auth.ScopeRead, true, false)
 	read("/api/analytics/summary", sumH)
 	read("/api/v1/analytics/summary", sumH)
 	read("/api/analytics/timeseries", seriesH)
 	read("/api/v1/analytics/timeseries", seriesH)
+	read("/api/v1/analytics/export.csv", exportH)
 	read("/api/analytics/stream", liveH)
 	read("/api/v1/analytics/stream", liveH)
 	r.Handle("/api/v1/events", g.protect(ingest.NewHandler(db, requestKeyID, im, log), auth.ScopeIngest, false, true)).Methods(http.MethodPost)

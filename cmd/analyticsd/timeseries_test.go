@@ -2,9 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/csv"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"net/url"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -100,6 +104,33 @@ func TestTimeseriesEndpoint(t *testing.T) {
 		want := groundTruth(t, conn, from, from.AddDate(0, 0, 1).Add(-time.Microsecond))
 		if p.Events != want.Total || p.UniqueUsers != want.Users || !equalMaps(p.ByType, want.ByType) {
 			t.Errorf("day %s: endpoint %+v, SQL %+v", p.T, p, want)
+		}
+	}
+
+	// The same days as CSV: one row per day and type, adding up.
+	resp, err := http.Get(s.base + "/api/v1/analytics/export.csv?" + q.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	records, err := csv.NewReader(resp.Body).ReadAll()
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/csv") || !strings.Contains(resp.Header.Get("Content-Disposition"), "attachment") {
+		t.Fatalf("export.csv: %d %v %v", resp.StatusCode, resp.Header, err)
+	}
+	if strings.Join(records[0], ",") != "bucket_start,event_type,events,bucket_events,bucket_unique_users" || len(records) != 1+3*len(types) {
+		t.Fatalf("export.csv: %d rows, header %v", len(records), records[0])
+	}
+	sums := map[string]int64{}
+	for _, rec := range records[1:] {
+		n, _ := strconv.ParseInt(rec[2], 10, 64)
+		sums[rec[0]] += n
+		if total, _ := strconv.ParseInt(rec[3], 10, 64); total != body.Data[(len(sums)-1)].Events {
+			t.Fatalf("row %v: bucket_events differs from the series' %d", rec, body.Data[len(sums)-1].Events)
+		}
+	}
+	for _, p := range body.Data {
+		if sums[p.T] != p.Events {
+			t.Errorf("CSV rows of %s add up to %d, the series says %d", p.T, sums[p.T], p.Events)
 		}
 	}
 

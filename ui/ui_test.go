@@ -1,0 +1,26 @@
+package ui
+
+import (
+	"io/fs"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+func TestCacheHeaders(t *testing.T) {
+	h := Handler()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	if rec.Code != 200 || rec.Header().Get("Cache-Control") != "no-cache" || !strings.Contains(rec.Body.String(), "/assets/") {
+		t.Fatalf("index: %d %q", rec.Code, rec.Header().Get("Cache-Control"))
+	}
+	assets, err := fs.Glob(dist, "dist/assets/index-*.js")
+	if err != nil || len(assets) != 1 {
+		t.Fatalf("built script: %v %v (run make ui)", assets, err)
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", strings.TrimPrefix(assets[0], "dist"), nil))
+	if rec.Code != 200 || !strings.Contains(rec.Header().Get("Cache-Control"), "immutable") {
+		t.Fatalf("asset: %d %q", rec.Code, rec.Header().Get("Cache-Control"))
+	}
+}

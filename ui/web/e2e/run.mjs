@@ -1,0 +1,219 @@
+// End-to-end tests of the dashboard in a real browser (Debian chromium via
+// playwright-core) against a real analyticsd on real PostgreSQL and Redis.
+//
+//   TEST_DATABASE_URL, TEST_REDIS_URL  the services (make test sets them)
+//   ANALYTICSD_BIN                     the server binary (make test builds it)
+//   CHROMIUM                           default /usr/bin/chromium
+//
+// Each run works in its own PostgreSQL schema and Redis key prefix, and
+// writes docs/dashboard.png and docs/dashboard-kiosk.png.
+import { execFileSync, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { createServer } from "node:net";
+import { dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const repo = resolve(here, "../../..");
+const need = (name) => {
+  const v = process.env[name];
+  if (!v) {
+    console.error(`${name} is not set: run \`make test\`, which starts the services and sets it`);
+    process.exit(1);
+  }
+  return v;
+};
+const dbBase = need("TEST_DATABASE_URL");
+const redisURL = need("TEST_REDIS_URL");
+const bin = need("ANALYTICSD_BIN");
+const REFRESH_MS = 1000;
+
+const schema = "e2e_" + randomBytes(4).toString("hex");
+const psql = (sql, url = dbBase) => execFileSync("psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-At", url, "-c", sql], { encoding: "utf8" }).trim();
+const withParam = (url, k, v) => {
+  const u = new URL(url);
+  u.searchParams.set(k, v);
+  return u.toString();
+};
+const dbURL = withParam(dbBase, "search_path", schema);
+const pgURL = withParam(dbBase, "options", `-csearch_path=${schema}`); // for psql
+
+const freePort = () =>
+  new Promise((ok) => {
+    const s = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => ok(port));
+    });
+  });
+
+let server;
+let browser;
+let failed = 0;
+const cleanup = () => {
+  server?.kill("SIGTERM");
+  try {
+    psql(`SET client_min_messages = warning; DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+  } catch {
+    /* best effort */
+  }
+};
+
+async function step(name, fn) {
+  const t0 = Date.now();
+  try {
+    await fn();
+    console.log(`ok   ${name} (${Date.now() - t0} ms)`);
+  } catch (err) {
+    failed++;
+    console.log(`FAIL ${name}: ${err.message}`);
+  }
+}
+
+function assert(cond, msg) {
+  if (!cond) throw new Error(msg);
+}
+
+async function waitFor(what, fn, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) {
+      last = e.message;
+    }
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms (last: ${JSON.stringify(last)})`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+const num = (s) => Number(String(s).replace(/[^0-9.]/g, ""));
+
+try {
+  psql(`CREATE SCHEMA ${schema}`);
+  const env = {
+    ...process.env,
+    DATABASE_URL: dbURL,
+    REDIS_URL: redisURL,
+    REDIS_PREFIX: `${schema}:`,
+    REFRESH_INTERVAL: "1s",
+    ROLLUP_INTERVAL: "200ms",
+    LOG_FORMAT: "text",
+    LOG_LEVEL: "warn",
+  };
+  // Thirty days of realistic data (the screenshots show it), rolled up.
+  execFileSync(bin, ["seed", "--events", "150000", "--days", "30", "--users", "4000", "--seed", "7"], { env, stdio: "ignore" });
+  const port = await freePort();
+  server = spawn(bin, ["serve"], { env: { ...env, PORT: String(port) }, stdio: ["ignore", "inherit", "inherit"] });
+  const base = `http://127.0.0.1:${port}`;
+  await waitFor("server up", async () => (await fetch(base + "/health")).ok, 20_000);
+
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"],
+  });
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, colorScheme: "light" });
+  const errors = [];
+  const watch = (page) => {
+    page.on("pageerror", (e) => errors.push(e.message));
+    page.on("console", (m) => m.type() === "error" && !/stream|EventSource|ERR_FAILED|net::/.test(m.text()) && errors.push(m.text()));
+  };
+  const cards = async (page) => ({
+    total: num(await page.textContent("#card-total .value")),
+    users: num(await page.textContent("#card-users .value")),
+  });
+  const insert = (n) =>
+    psql(`INSERT INTO events (user_id, event_type, created_at) SELECT 'e2e-' || g, 'e2e_click', now() - interval '1 second' FROM generate_series(1, ${n}) g`, pgURL);
+
+  const page = await context.newPage();
+  watch(page);
+
+  await step("1. the cards show the summary API's numbers for the preset", async () => {
+    await page.goto(base + "/?range=24h");
+    await waitFor("badge live", async () => (await page.textContent("#badge")) === "live", 10_000);
+    await waitFor("cards = API", async () => {
+      const api = await (await fetch(base + "/api/v1/analytics/summary?from=now-24h&to=now")).json();
+      const c = await cards(page);
+      return c.total === api.data.totalEvents && c.users === api.data.uniqueUsers && c.total > 0 ? c : false;
+    }, 5_000);
+    const rows = await page.locator("#types tr").count();
+    assert(rows >= 5, `the types table has ${rows} rows`);
+    assert(await page.locator("#chart canvas").count(), "no chart");
+  });
+
+  // A live range with a fixed start: a sliding one loses old events at its
+  // left edge while we count, which would make "+50" ambiguous.
+  const fixed = `/?from=${encodeURIComponent(new Date(Date.now() - 2 * 86400e3).toISOString())}&to=${encodeURIComponent(new Date(Date.now() + 3600e3).toISOString())}`;
+
+  await step("2. events inserted into PostgreSQL show up within two refresh intervals, no reload", async () => {
+    await page.goto(base + fixed);
+    await waitFor("badge live", async () => (await page.textContent("#badge")) === "live", 10_000);
+    const before = (await waitFor("numbers", async () => ((await cards(page)).total > 0 ? cards(page) : false), 10_000)).total;
+    await page.evaluate(() => (window.__marker = 1));
+    insert(50);
+    const t0 = Date.now();
+    await waitFor("cards +50", async () => (await cards(page)).total === before + 50, 2 * REFRESH_MS + 1500);
+    assert(await page.evaluate(() => window.__marker === 1), "the page reloaded");
+    console.log(`     (+50 visible after ${Date.now() - t0} ms)`);
+  });
+
+  await step("drill-down: a click on a type filters the page", async () => {
+    await page.click("#types .drill >> text=e2e_click");
+    await waitFor("filtered", async () => page.url().includes("type=e2e_click") && (await page.locator("#types tr").count()) === 1, 5_000);
+    await waitFor("filtered numbers", async () => (await cards(page)).total === 50, 5_000);
+    await page.click("#clear-filter");
+    await waitFor("unfiltered", async () => (await page.locator("#types tr").count()) > 1, 5_000);
+  });
+
+  await step("3. with the stream blocked the badge says polling and numbers still update", async () => {
+    const p2 = await context.newPage();
+    watch(p2);
+    await p2.route("**/analytics/stream**", (route) => route.abort());
+    const polled = [];
+    p2.on("response", (r) => r.url().includes("/summary?from=now") && polled.push(r.status()));
+    await p2.goto(base + fixed);
+    await waitFor("badge polling", async () => (await p2.textContent("#badge")) === "polling", 10_000);
+    const before = (await waitFor("numbers", async () => ((await cards(p2)).total > 0 ? cards(p2) : false), 10_000)).total;
+    insert(30);
+    await waitFor("cards +30 while polling", async () => (await cards(p2)).total === before + 30 || false, 4 * REFRESH_MS + 2000).catch((e) => {
+      throw new Error(`${e.message}; polls answered ${polled.join(",")}; badge ${polled.length}`);
+    });
+    await p2.close();
+  });
+
+  await step("4. the kiosk URL renders with no controls", async () => {
+    const k = await context.newPage();
+    watch(k);
+    await k.setViewportSize({ width: 1920, height: 1080 });
+    await k.goto(base + "/?kiosk=1");
+    await waitFor("kiosk live", async () => (await k.textContent("#badge")) === "live", 10_000);
+    assert(!(await k.isVisible("#presets")), "presets visible in kiosk mode");
+    assert(!(await k.isVisible("#custom")), "custom range visible in kiosk mode");
+    const size = await k.evaluate(() => parseFloat(getComputedStyle(document.querySelector("#card-total .value")).fontSize));
+    assert(size >= 48, `kiosk numbers are ${size}px`);
+    await k.waitForTimeout(800); // let the chart settle
+    await k.screenshot({ path: resolve(repo, "docs/dashboard-kiosk.png") });
+    await k.close();
+  });
+
+  await step("5. screenshot of the default view", async () => {
+    await page.goto(base + "/?range=7d");
+    await waitFor("live", async () => (await page.textContent("#badge")) === "live", 10_000);
+    await page.waitForTimeout(800);
+    await page.screenshot({ path: resolve(repo, "docs/dashboard.png"), fullPage: true });
+  });
+
+  await step("no script errors or CSP violations", async () => {
+    assert(errors.length === 0, errors.join("; "));
+  });
+} catch (err) {
+  failed++;
+  console.log(`FAIL setup: ${err.stack || err}`);
+} finally {
+  await browser?.close();
+  cleanup();
+}
+console.log(failed ? `${failed} failed` : "all browser tests passed");
+process.exit(failed ? 1 : 0);

@@ -1,0 +1,194 @@
+// The live feed: one EventSource on the stream endpoint, falling back to
+// polling the summary endpoint (with If-None-Match) when the stream fails,
+// and going back to the stream when it works again.
+
+export type Mode = "connecting" | "live" | "reconnecting" | "polling" | "offline";
+
+export type FeedEvent =
+  | "message" // a snapshot arrived on the stream
+  | "stream-error" // the EventSource errored and the browser retries
+  | "stream-closed" // the EventSource gave up (non-200 answer)
+  | "poll-ok"
+  | "poll-fail"
+  | "probe-ok"; // a trial stream delivered while polling
+
+/** After this many stream errors without a message in between, poll. */
+export const STREAM_ERRORS_BEFORE_POLLING = 2;
+/** After this many failed polls in a row, say offline (and keep trying). */
+export const POLL_FAILURES_BEFORE_OFFLINE = 2;
+
+export interface FeedState {
+  mode: Mode;
+  streamErrors: number;
+  pollFailures: number;
+}
+
+export const initial: FeedState = { mode: "connecting", streamErrors: 0, pollFailures: 0 };
+
+/** The state machine of the feed. Pure: tested with Vitest. */
+export function next(s: FeedState, e: FeedEvent): FeedState {
+  switch (e) {
+    case "message":
+    case "probe-ok":
+      return { mode: "live", streamErrors: 0, pollFailures: 0 };
+    case "stream-error": {
+      if (s.mode === "polling" || s.mode === "offline") return s; // a failed probe
+      const errors = s.streamErrors + 1;
+      return errors >= STREAM_ERRORS_BEFORE_POLLING ? { ...s, mode: "polling", streamErrors: errors } : { ...s, mode: "reconnecting", streamErrors: errors };
+    }
+    case "stream-closed":
+      return s.mode === "offline" ? s : { ...s, mode: "polling" };
+    case "poll-ok":
+      return s.mode === "live" ? s : { ...s, mode: "polling", pollFailures: 0 };
+    case "poll-fail": {
+      const failures = s.pollFailures + 1;
+      return { ...s, pollFailures: failures, mode: failures >= POLL_FAILURES_BEFORE_OFFLINE ? "offline" : s.mode };
+    }
+  }
+}
+
+/** Is the feed expected to poll in this mode? */
+export function polls(m: Mode): boolean {
+  return m === "polling" || m === "offline";
+}
+
+export interface Snapshot {
+  data: { totalEvents: number; uniqueUsers: number; eventsByType: Record<string, number> };
+  period: { from: string; to: string };
+}
+
+export interface FeedOptions {
+  streamURL: string;
+  summaryURL: string;
+  intervalMs: number;
+  probeEveryMs: number;
+  onSnapshot: (s: Snapshot) => void;
+  onMode: (m: Mode) => void;
+  onTouch: () => void; // the numbers were confirmed current (304)
+}
+
+export class Feed {
+  private st: FeedState = initial;
+  private es?: EventSource;
+  private probe?: EventSource;
+  private pollTimer?: number;
+  private probeTimer?: number;
+  private etag = "";
+  private stopped = false;
+
+  constructor(private o: FeedOptions) {}
+
+  start(): void {
+    this.o.onMode(this.st.mode);
+    if (typeof EventSource === "undefined") {
+      this.apply("stream-closed");
+      return;
+    }
+    this.openStream();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.es?.close();
+    this.probe?.close();
+    clearTimeout(this.pollTimer);
+    clearInterval(this.probeTimer);
+  }
+
+  private apply(e: FeedEvent): void {
+    if (this.stopped) return;
+    const before = this.st.mode;
+    this.st = next(this.st, e);
+    if (this.st.mode === before) return;
+    this.o.onMode(this.st.mode);
+    if (polls(this.st.mode) && !polls(before)) {
+      this.es?.close();
+      this.es = undefined;
+      this.poll();
+      this.probeTimer = window.setInterval(() => this.tryStream(), this.o.probeEveryMs);
+    }
+    if (this.st.mode === "live" && polls(before)) {
+      clearTimeout(this.pollTimer);
+      clearInterval(this.probeTimer);
+    }
+  }
+
+  private openStream(): void {
+    const es = new EventSource(this.o.streamURL);
+    this.es = es;
+    es.addEventListener("summary", (ev) => {
+      this.o.onSnapshot(JSON.parse((ev as MessageEvent).data));
+      this.apply("message");
+    });
+    es.onerror = () => {
+      if (es.readyState === EventSource.CLOSED) this.apply("stream-closed");
+      else this.apply("stream-error");
+    };
+  }
+
+  /** While polling: open a trial stream; if it delivers, it becomes the feed. */
+  private tryStream(): void {
+    if (this.probe || this.stopped) return;
+    const es = new EventSource(this.o.streamURL);
+    this.probe = es;
+    const give = window.setTimeout(() => {
+      es.close();
+      this.probe = undefined;
+    }, 10_000);
+    es.addEventListener("summary", (ev) => {
+      clearTimeout(give);
+      this.probe = undefined;
+      this.o.onSnapshot(JSON.parse((ev as MessageEvent).data));
+      this.es = es;
+      es.onerror = () => {
+        if (es.readyState === EventSource.CLOSED) this.apply("stream-closed");
+        else this.apply("stream-error");
+      };
+      es.addEventListener("summary", (e2) => {
+        this.o.onSnapshot(JSON.parse((e2 as MessageEvent).data));
+        this.apply("message");
+      });
+      this.apply("probe-ok");
+    }, { once: true });
+    es.onerror = () => {
+      clearTimeout(give);
+      es.close();
+      this.probe = undefined;
+    };
+  }
+
+  private async poll(): Promise<void> {
+    if (this.stopped || !polls(this.st.mode)) return;
+    let wait = this.o.intervalMs;
+    try {
+      const res = await fetch(this.o.summaryURL, { headers: this.etag ? { "If-None-Match": this.etag } : {}, cache: "no-store" });
+      wait = nextPollMs(res.headers.get("Cache-Control"), this.o.intervalMs);
+      if (res.status === 304) {
+        this.o.onTouch();
+        this.apply("poll-ok");
+      } else if (res.ok) {
+        this.etag = res.headers.get("ETag") ?? "";
+        this.o.onSnapshot(await res.json());
+        this.apply("poll-ok");
+      } else {
+        this.apply("poll-fail");
+      }
+    } catch {
+      this.apply("poll-fail");
+    }
+    if (!this.stopped && polls(this.st.mode)) {
+      if (this.st.mode === "offline") wait = Math.min(30_000, this.o.intervalMs * 2 ** this.st.pollFailures);
+      this.pollTimer = window.setTimeout(() => this.poll(), wait);
+    }
+  }
+}
+
+/**
+ * When to poll next: the summary's max-age runs to the server's next
+ * refresh, so polls follow the server's REFRESH_INTERVAL whatever it is.
+ */
+export function nextPollMs(cacheControl: string | null, fallbackMs: number): number {
+  const m = /max-age=(\d+)/.exec(cacheControl ?? "");
+  if (!m) return fallbackMs;
+  return Math.min(60_000, Math.max(1000, Number(m[1]) * 1000));
+}
