@@ -106,9 +106,12 @@ try {
   // Thirty days of realistic data (the screenshots show it), rolled up.
   execFileSync(bin, ["seed", "--events", "150000", "--days", "30", "--users", "4000", "--seed", "7"], { env, stdio: "ignore" });
   const port = await freePort();
-  server = spawn(bin, ["serve"], { env: { ...env, PORT: String(port) }, stdio: ["ignore", "inherit", "inherit"] });
+  const startServer = async () => {
+    server = spawn(bin, ["serve"], { env: { ...env, PORT: String(port) }, stdio: ["ignore", "inherit", "inherit"] });
+    await waitFor("server up", async () => (await fetch(base + "/health")).ok, 20_000);
+  };
   const base = `http://127.0.0.1:${port}`;
-  await waitFor("server up", async () => (await fetch(base + "/health")).ok, 20_000);
+  await startServer();
 
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
@@ -118,7 +121,7 @@ try {
   const errors = [];
   const watch = (page) => {
     page.on("pageerror", (e) => errors.push(e.message));
-    page.on("console", (m) => m.type() === "error" && !/stream|EventSource|ERR_FAILED|net::/.test(m.text()) && errors.push(m.text()));
+    page.on("console", (m) => m.type() === "error" && !/stream|EventSource|ERR_FAILED|ERR_CONNECTION|net::|Failed to fetch|status of 50[23]/.test(m.text()) && errors.push(m.text()));
   };
   const cards = async (page) => ({
     total: num(await page.textContent("#card-total .value")),
@@ -203,6 +206,24 @@ try {
     await waitFor("live", async () => (await page.textContent("#badge")) === "live", 10_000);
     await page.waitForTimeout(800);
     await page.screenshot({ path: resolve(repo, "docs/dashboard.png"), fullPage: true });
+  });
+
+  await step("6. an unattended kiosk rides out a server restart and goes live again", async () => {
+    const k = await context.newPage();
+    watch(k);
+    await k.goto(base + "/?kiosk=1" + fixed.replace("/?", "&"));
+    await waitFor("live", async () => (await k.textContent("#badge")) === "live", 10_000);
+    const before = (await cards(k)).total;
+    const exited = new Promise((r) => server.once("exit", r));
+    server.kill("SIGTERM");
+    await exited;
+    await waitFor("badge leaves live", async () => (await k.textContent("#badge")) !== "live", 15_000);
+    const seen = await k.textContent("#badge");
+    await startServer();
+    insert(7);
+    await waitFor("live again with new numbers", async () => (await k.textContent("#badge")) === "live" && (await cards(k)).total === before + 7, 60_000);
+    console.log(`     (badge went ${seen}, then live again)`);
+    await k.close();
   });
 
   await step("no script errors or CSP violations", async () => {
