@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/liveanalytics/analyticsd/internal/testenv"
 	"github.com/liveanalytics/analyticsd/summary"
@@ -301,4 +303,74 @@ func debugMismatch(t *testing.T, tx pgx.Tx, iv Interval) {
 			t.Logf("bucket %s %s: naive %d, rollup %d, sum of minute rows %d", k.Grain, k.time(), naive, roll, mins)
 		}
 	}
+}
+
+// TestOneWorkerAtATime runs three workers on one schema, as three
+// instances would: one leads, and when it stops another takes over.
+func TestOneWorkerAtATime(t *testing.T) {
+	t.Parallel()
+	db := openTestDB(t)
+	rng := rand.New(rand.NewPCG(9, 9))
+	day := time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC)
+	insertRandom(t, db, rng, 2_000, func() time.Time { return day.Add(time.Duration(rng.Int64N(int64(48 * time.Hour)))) })
+	type worker struct {
+		m    *RollupMetrics
+		stop context.CancelFunc
+		done chan struct{}
+	}
+	var ws []*worker
+	for range 3 {
+		w := &worker{m: NewRollupMetrics(prometheus.NewRegistry()), done: make(chan struct{})}
+		var ctx context.Context
+		ctx, w.stop = context.WithCancel(context.Background())
+		r := db.NewRoller(RollupOptions{Interval: 20 * time.Millisecond, Metrics: w.m})
+		go func() { defer close(w.done); r.Run(ctx) }()
+		ws = append(ws, w)
+	}
+	t.Cleanup(func() {
+		for _, w := range ws {
+			w.stop()
+			<-w.done
+		}
+	})
+	leaders := func() (n int, who *worker) {
+		for _, w := range ws {
+			if testutil.ToFloat64(w.m.leader) == 1 {
+				n, who = n+1, w
+			}
+		}
+		return
+	}
+	waitUntil := func(what string, ok func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !ok() {
+			if time.Now().After(deadline) {
+				t.Fatal(what)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitUntil("no leader", func() bool { n, _ := leaders(); return n == 1 })
+	var dirty int
+	waitUntil("not caught up", func() bool {
+		_ = db.pool.QueryRow(context.Background(), `SELECT count(*) FROM rollup_dirty`).Scan(&dirty)
+		return dirty == 0
+	})
+	for range 20 { // stays one
+		if n, _ := leaders(); n != 1 {
+			t.Fatalf("%d leaders", n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	_, first := leaders()
+	first.stop()
+	<-first.done
+	waitUntil("no takeover", func() bool { n, w := leaders(); return n == 1 && w != first })
+	insertRandom(t, db, rng, 10, func() time.Time { return day.Add(time.Hour) })
+	waitUntil("the new leader does not roll up", func() bool {
+		_ = db.pool.QueryRow(context.Background(), `SELECT count(*) FROM rollup_dirty`).Scan(&dirty)
+		return dirty == 0
+	})
+	compare(t, db, "", []Interval{{From: day, To: day.AddDate(0, 0, 2)}})
 }

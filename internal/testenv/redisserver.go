@@ -28,13 +28,7 @@ type RedisServer struct {
 // fails under CI.
 func StartRedis(t testing.TB) *RedisServer {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("testenv: redis-server is not on PATH (apt-get install redis-server)")
-		}
-		t.Skip("redis-server is not on PATH")
-	}
+	bin := redisServer(t)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -45,6 +39,20 @@ func StartRedis(t testing.TB) *RedisServer {
 	s.Start()
 	t.Cleanup(s.Stop)
 	return s
+}
+
+// redisServer finds the redis-server binary; without one the test skips,
+// or fails under CI.
+func redisServer(t testing.TB) string {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("testenv: redis-server is not on PATH (apt-get install redis-server)")
+		}
+		t.Skip("redis-server is not on PATH")
+	}
+	return bin
 }
 
 // URL is the server's redis:// URL.
@@ -93,13 +101,7 @@ func (s *RedisServer) Stop() {
 // for redis.ParseClusterURL. The nodes stop when the test ends.
 func StartRedisCluster(t testing.TB) string {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("testenv: redis-server is not on PATH (apt-get install redis-server)")
-		}
-		t.Skip("redis-server is not on PATH")
-	}
+	bin := redisServer(t)
 	dir := t.TempDir()
 	ports := make([]int, 3)
 	for i := range ports {
