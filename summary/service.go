@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -59,8 +60,14 @@ type Service struct {
 	queryTimeout time.Duration
 	now          func() time.Time
 	group        singleflight.Group
-	lastCacheLog atomic.Int64 // unix nanos of the last logged cache error
+	lastCacheLog atomic.Int64   // unix nanos of the last logged cache error
+	inflight     sync.WaitGroup // computations, which outlive impatient callers
 }
+
+// Wait blocks until no computation is running, so that shutdown closes the
+// pools after the last one (a caller that left does not stop its
+// computation: others may be waiting on it).
+func (s *Service) Wait() { s.inflight.Wait() }
 
 // ServiceOptions configure a Service.
 type ServiceOptions struct {
@@ -126,6 +133,8 @@ func (s *Service) Refresh(ctx context.Context, r Range) (Result, error) {
 }
 
 func (s *Service) compute(ctx context.Context, r Range, key string) (Result, error) {
+	s.inflight.Add(1)
+	defer s.inflight.Done()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.queryTimeout)
 	defer cancel()
 	start := s.now()

@@ -133,6 +133,14 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	cancel()
 	bg.Wait()
+	// Summaries still computing for clients that left write the cache
+	// when done: let them finish (bounded) before Redis and the pool close.
+	done := make(chan struct{})
+	go func() { a.service.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-sctx.Done():
+	}
 	if err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
@@ -168,6 +176,7 @@ type app struct {
 	handler http.Handler
 	broker  *stream.Broker
 	router  *mux.Router
+	service *summary.Service
 }
 
 // newHandler builds the whole HTTP surface.
@@ -230,7 +239,7 @@ func newHandler(cfg Config, db *storage.DB, rdb redis.UniversalClient, keys *aut
 	r.PathPrefix("/").MatcherFunc(notAPI).Handler(ui.Handler()).Methods(http.MethodGet, http.MethodHead)
 	r.NotFoundHandler = notFound()
 	r.MethodNotAllowedHandler = methodNotAllowed("GET, HEAD")
-	return app{handler: httpx.Middleware(log, httpx.NewMetrics(reg))(hardening(cors(cfg.CORSOrigins, r))), broker: broker, router: r}
+	return app{handler: httpx.Middleware(log, httpx.NewMetrics(reg))(hardening(cors(cfg.CORSOrigins, r))), broker: broker, router: r, service: svc}
 }
 
 func methodNotAllowed(allow string) http.Handler {
