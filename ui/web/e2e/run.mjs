@@ -208,6 +208,32 @@ try {
     await page.screenshot({ path: resolve(repo, "docs/dashboard.png"), fullPage: true });
   });
 
+  await step("keyboard: presets are reachable with Tab and work with Enter", async () => {
+    const kb = await context.newPage();
+    watch(kb);
+    await kb.goto(base + "/?range=24h");
+    await waitFor("live", async () => (await kb.textContent("#badge")) === "live", 10_000);
+    let label = "";
+    for (let i = 0; i < 12 && label !== "7 days"; i++) {
+      await kb.keyboard.press("Tab");
+      label = await kb.evaluate(() => document.activeElement?.textContent ?? "");
+    }
+    assert(label === "7 days", `Tab never reached the 7 days preset (last: ${label})`);
+    await kb.keyboard.press("Enter");
+    await waitFor("range=7d in the URL", async () => kb.url().includes("range=7d"), 5_000);
+    await kb.close();
+  });
+
+  await step("phone: no horizontal scrolling at 390 px", async () => {
+    const ph = await browser.newPage({ viewport: { width: 390, height: 844 } });
+    watch(ph);
+    await ph.goto(base + "/?range=24h");
+    await waitFor("numbers", async () => (await cards(ph)).total > 0, 10_000);
+    const { sw, cw } = await ph.evaluate(() => ({ sw: document.documentElement.scrollWidth, cw: document.documentElement.clientWidth }));
+    assert(sw <= cw + 1, `the page is ${sw}px wide in a ${cw}px viewport`);
+    await ph.close();
+  });
+
   await step("6. an unattended kiosk rides out a server restart and goes live again", async () => {
     const k = await context.newPage();
     watch(k);
