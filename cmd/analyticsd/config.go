@@ -115,12 +115,12 @@ func (c *Config) settings() []setting {
 		{"STREAM_DETACH", "stream-detach", "hand HTTP/1.1 streams to a shared writer pool after the headers (about 6 KB per client instead of about 35 KB)", (*boolValue)(&c.StreamDetach)},
 		{"ROLLUPS", "rollups", "answer from the rollups (false: plain SQL aggregates, slow on long ranges; the worker keeps running)", (*boolValue)(&c.Rollups)},
 		{"ROLLUP_INTERVAL", "rollup-interval", "how often the rollup worker looks for changed minutes", (*durationValue)(&c.RollupInterval)},
-		{"ROLLUP_CACHE_MB", "rollup-cache-mb", "memory for decoded rollup bitmaps per instance (0 disables)", (*intValue)(&c.RollupCacheMB)},
+		{"ROLLUP_CACHE_MB", "rollup-cache-mb", "memory for decoded rollup bitmaps per instance (0 disables)", (*countValue)(&c.RollupCacheMB)},
 		{"API_KEYS", "api-keys", "API keys as sha256:<hex>:<scopes> entries separated by spaces or ';' (see `analyticsd keygen`)", (*secretValue)(&c.APIKeys)},
 		{"API_KEYS_FILE", "api-keys-file", "file of API key entries, one per line, # comments", (*stringValue)(&c.APIKeysFile)},
 		{"READ_AUTH", "read-auth", "open (reads need no key) or required (reads need a key with the read scope)", (*readAuthValue)(&c.ReadAuth)},
-		{"RATE_LIMIT_ADDR", "rate-limit-addr", "API requests per second per client address, bursts of twice that (0 disables)", (*intValue)(&c.RateLimitAddr)},
-		{"RATE_LIMIT_KEY", "rate-limit-key", "API requests per second per API key, bursts of twice that (0 disables)", (*intValue)(&c.RateLimitKey)},
+		{"RATE_LIMIT_ADDR", "rate-limit-addr", "API requests per second per client address, bursts of twice that (0 disables)", (*countValue)(&c.RateLimitAddr)},
+		{"RATE_LIMIT_KEY", "rate-limit-key", "API requests per second per API key, bursts of twice that (0 disables)", (*countValue)(&c.RateLimitKey)},
 		{"TRUSTED_PROXIES", "trusted-proxies", "comma-separated proxy addresses or CIDRs whose X-Forwarded-For names the client", (*stringValue)(&c.TrustedProxies)},
 		{"CORS_ORIGINS", "cors-origins", "comma-separated origins allowed to call the API from a browser (* for any; empty: none)", (*stringValue)(&c.CORSOrigins)},
 		{"LOG_LEVEL", "log-level", "debug, info, warn or error", (*levelValue)(&c.LogLevel)},
@@ -279,6 +279,19 @@ func (v *intValue) Set(s string) error {
 		return errors.New("must be a positive whole number")
 	}
 	*v = intValue(n)
+	return nil
+}
+
+// countValue is a whole number where 0 means "off".
+type countValue int
+
+func (v *countValue) String() string { return strconv.Itoa(int(*v)) }
+func (v *countValue) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return errors.New("must be a whole number, 0 to disable")
+	}
+	*v = countValue(n)
 	return nil
 }
 

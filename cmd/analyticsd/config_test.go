@@ -30,6 +30,18 @@ func TestConfigFromEnvAndFlags(t *testing.T) {
 	}
 }
 
+// Zero switches off what the README says it switches off.
+func TestZeroDisables(t *testing.T) {
+	env := map[string]string{"RATE_LIMIT_ADDR": "0", "RATE_LIMIT_KEY": "0", "ROLLUP_CACHE_MB": "0", "CACHE_STALE_TTL": "0"}
+	cfg, err := parseConfig("serve", nil, func(k string) string { return env[k] }, &bytes.Buffer{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.RateLimitAddr != 0 || cfg.RateLimitKey != 0 || cfg.RollupCacheMB != 0 || bitmapCacheBytes(cfg.RollupCacheMB) >= 0 {
+		t.Fatalf("zeros not applied: %+v", cfg)
+	}
+}
+
 func TestBadConfigNamesTheVariable(t *testing.T) {
 	tests := []struct {
 		env  map[string]string
@@ -48,6 +60,11 @@ func TestBadConfigNamesTheVariable(t *testing.T) {
 		{map[string]string{"REDIS_URL": "http://x"}, nil, "REDIS_URL"},
 		{map[string]string{"DB_MAX_CONNS": "2"}, nil, "DB_MAX_CONNS"},
 		{map[string]string{"STREAM_DETACH": "maybe"}, nil, "STREAM_DETACH"},
+		{map[string]string{"RATE_LIMIT_ADDR": "-1"}, nil, "RATE_LIMIT_ADDR"},
+		{map[string]string{"ROLLUP_CACHE_MB": "lots"}, nil, "ROLLUP_CACHE_MB"},
+		{map[string]string{"READ_AUTH": "sometimes"}, nil, "READ_AUTH"},
+		{map[string]string{"TRUSTED_PROXIES": "10.0.0.0/33"}, nil, "TRUSTED_PROXIES"},
+		{map[string]string{"DATABASE_READ_URL": "mysql://x"}, nil, "DATABASE_READ_URL"},
 		{nil, []string{"--cache-ttl", "x"}, "cache-ttl"},
 		{nil, []string{"--bogus"}, "bogus"},
 	}
