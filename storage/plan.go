@@ -12,13 +12,14 @@ type Grain int16
 
 // The grains, finest first; the values are stored in the rollup tables.
 const (
-	Minute Grain = iota
+	Minute  Grain = iota
+	Quarter       // 15 minutes: whole hours in zones offset by :30 or :45
 	Hour
 	Day
 	Month
 )
 
-var grainNames = [...]string{"minute", "hour", "day", "month"}
+var grainNames = [...]string{"minute", "quarter", "hour", "day", "month"}
 
 func (g Grain) String() string {
 	if g < Minute || g > Month {
@@ -33,6 +34,8 @@ func (g Grain) Trunc(t time.Time) time.Time {
 	switch g {
 	case Minute:
 		return t.Truncate(time.Minute)
+	case Quarter:
+		return t.Truncate(15 * time.Minute)
 	case Hour:
 		return t.Truncate(time.Hour)
 	case Day:
@@ -47,6 +50,8 @@ func (g Grain) Next(b time.Time) time.Time {
 	switch g {
 	case Minute:
 		return b.Add(time.Minute)
+	case Quarter:
+		return b.Add(15 * time.Minute)
 	case Hour:
 		return b.Add(time.Hour)
 	case Day:

@@ -57,15 +57,15 @@ func TestDecompose(t *testing.T) {
 		maxBuckets int
 		wantRaw    int
 	}{
-		{"30 days with ragged edges", day.Add(90*time.Second + 250*time.Millisecond), day.AddDate(0, 0, 30).Add(7*time.Hour + 3*time.Minute + time.Microsecond), clean, 29 + 23 + 7 + 58 + 3, 2},
+		{"30 days with ragged edges", day.Add(90*time.Second + 250*time.Millisecond), day.AddDate(0, 0, 30).Add(7*time.Hour + 3*time.Minute + time.Microsecond), clean, 29 + 23 + 7 + 3 + 3 + 13 + 3, 2},
 		{"one whole month", day, day.AddDate(0, 1, 0), clean, 1, 0},
 		{"sub-minute", day.Add(time.Second), day.Add(2 * time.Second), clean, 0, 1},
 		{"empty", day, day, clean, 0, 0},
 		{"a year", day.Add(-time.Hour), day.AddDate(1, 0, 0), clean, 11 + 30 + 1, 0},
 		{"dirty minute inside a day", day, day.AddDate(0, 0, 1), &freshness{
-			dirty: []int64{day.Add(5*time.Hour + 7*time.Minute).UnixMicro()}, pending: map[bucketKey]bool{}}, 23 + 59, 1},
+			dirty: []int64{day.Add(5*time.Hour + 7*time.Minute).UnixMicro()}, pending: map[bucketKey]bool{}}, 23 + 3 + 14, 1},
 		{"pending hour", day, day.Add(2 * time.Hour), &freshness{
-			pending: map[bucketKey]bool{{Hour, day.Add(time.Hour).UnixMicro()}: true}}, 1 + 60, 0},
+			pending: map[bucketKey]bool{{Hour, day.Add(time.Hour).UnixMicro()}: true}}, 1 + 4, 0},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -84,10 +84,11 @@ func TestDecompose(t *testing.T) {
 func TestGrainsAreCalendarBuckets(t *testing.T) {
 	t0 := time.Date(2024, 2, 29, 23, 59, 59, 999999000, time.UTC)
 	for g, want := range map[Grain][2]time.Time{
-		Minute: {time.Date(2024, 2, 29, 23, 59, 0, 0, time.UTC), time.Date(2024, 3, 1, 0, 0, 0, 0, time.UTC)},
-		Hour:   {time.Date(2024, 2, 29, 23, 0, 0, 0, time.UTC), time.Date(2024, 3, 1, 0, 0, 0, 0, time.UTC)},
-		Day:    {time.Date(2024, 2, 29, 0, 0, 0, 0, time.UTC), time.Date(2024, 3, 1, 0, 0, 0, 0, time.UTC)},
-		Month:  {time.Date(2024, 2, 1, 0, 0, 0, 0, time.UTC), time.Date(2024, 3, 1, 0, 0, 0, 0, time.UTC)},
+		Minute:  {time.Date(2024, 2, 29, 23, 59, 0, 0, time.UTC), time.Date(2024, 3, 1, 0, 0, 0, 0, time.UTC)},
+		Quarter: {time.Date(2024, 2, 29, 23, 45, 0, 0, time.UTC), time.Date(2024, 3, 1, 0, 0, 0, 0, time.UTC)},
+		Hour:    {time.Date(2024, 2, 29, 23, 0, 0, 0, time.UTC), time.Date(2024, 3, 1, 0, 0, 0, 0, time.UTC)},
+		Day:     {time.Date(2024, 2, 29, 0, 0, 0, 0, time.UTC), time.Date(2024, 3, 1, 0, 0, 0, 0, time.UTC)},
+		Month:   {time.Date(2024, 2, 1, 0, 0, 0, 0, time.UTC), time.Date(2024, 3, 1, 0, 0, 0, 0, time.UTC)},
 	} {
 		if b := g.Trunc(t0); !b.Equal(want[0]) || !g.Next(b).Equal(want[1]) {
 			t.Errorf("%s: bucket [%s, %s), want [%s, %s)", g, b, g.Next(b), want[0], want[1])
@@ -113,7 +114,7 @@ func FuzzDecompose(f *testing.F) {
 		if dirtyAt >= 0 && dirtyAt < length {
 			fr.dirty = []int64{Minute.Trunc(lo.Add(time.Duration(dirtyAt) * time.Microsecond)).UnixMicro()}
 		}
-		if g := Grain(pend % 4); g > Minute {
+		if g := Grain(pend % 5); g > Minute {
 			fr.pending[bucketKey{g, g.Trunc(lo.Add(time.Duration(length/2) * time.Microsecond)).UnixMicro()}] = true
 		}
 		checkPartition(t, lo, hi, decompose(Interval{From: lo, To: hi}, fr), fr)

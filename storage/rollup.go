@@ -301,8 +301,8 @@ const (
 		SELECT c.i, c.event_type, d.id FROM chunk c JOIN user_dict d ON d.user_id = c.user_id`
 )
 
-// rollMinutes recomputes one chunk of dirty minutes and marks their hours,
-// days and months pending. It returns how many marks it took.
+// rollMinutes recomputes one chunk of dirty minutes and marks their
+// quarter-hours, hours, days and months pending. It returns how many marks it took.
 func (r *Roller) rollMinutes(ctx context.Context, conn *pgx.Conn) (int, error) {
 	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
 	if err != nil {
@@ -369,7 +369,7 @@ func (r *Roller) rollMinutes(ctx context.Context, conn *pgx.Conn) (int, error) {
 	}
 	// Every ancestor is marked at once, not only the hour: a reader must
 	// not use a day whose hour is about to change.
-	for g := Hour; g <= Month; g++ {
+	for g := Quarter; g <= Month; g++ {
 		if err := markPending(ctx, tx, g, minutes); err != nil {
 			return 0, err
 		}
@@ -479,7 +479,7 @@ func (r *Roller) rollParents(ctx context.Context, conn *pgx.Conn) error {
 		return tx.Commit(ctx)
 	}
 	now := r.o.Now()
-	for g := Hour; g <= Month; g++ {
+	for g := Quarter; g <= Month; g++ {
 		var todo []time.Time
 		for k := range pending {
 			if k.Grain != g {
@@ -523,7 +523,7 @@ func (r *Roller) rollParents(ctx context.Context, conn *pgx.Conn) error {
 }
 
 func hasPendingChild(pending map[bucketKey]bool, child Grain, start, end time.Time) bool {
-	if child < Hour {
+	if child == Minute {
 		return false // minutes are never pending; dirty minutes are handled by readers
 	}
 	for k := range pending {
