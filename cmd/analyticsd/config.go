@@ -158,8 +158,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("MAX_RANGE must be positive"))
 	}
 	if c.DBMaxConns < 4 {
-		// One summary runs three queries at once; fewer connections
-		// deadlock concurrent summaries against each other.
+		// The rollup worker holds one connection, ROLLUPS=false runs three
+		// queries per summary, and ingest, health and summaries need the
+		// rest: below 4 they queue behind each other.
 		errs = append(errs, errors.New("DB_MAX_CONNS must be at least 4"))
 	}
 	if c.DBStatementTimeout <= 0 {
