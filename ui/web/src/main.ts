@@ -22,6 +22,7 @@ const chart = new Chart($("#chart"));
 function api(path: string, from: string, to: string, extra: Record<string, string> = {}): string {
   const q = new URLSearchParams({ from, to, ...extra });
   if (state.type) q.set("event_type", state.type);
+  if (state.token) q.set("access_token", state.token);
   return `${path}?${q}`;
 }
 

@@ -13,7 +13,7 @@ describe("ranges", () => {
   });
 
   it("keeps presets, filters and kiosk in the URL, round trip", () => {
-    for (const q of ["?range=7d&type=click", "?from=2024-01-01T00%3A00%3A00.000Z&to=2024-01-31T23%3A59%3A59.999Z&kiosk=1", ""]) {
+    for (const q of ["?range=7d&type=click", "?kiosk=1&access_token=ak_x", "?from=2024-01-01T00%3A00%3A00.000Z&to=2024-01-31T23%3A59%3A59.999Z&kiosk=1", ""]) {
       expect(toSearch(parseState(new URLSearchParams(q)))).toBe(q);
     }
   });

@@ -27,6 +27,7 @@ export interface ViewState {
   to?: string;
   type?: string; // event_type drill-down
   kiosk: boolean;
+  token?: string; // a read key, for servers with READ_AUTH=required (?access_token=)
 }
 
 /** A range resolved for the API: from/to parameters plus the absolute instants. */
@@ -69,6 +70,8 @@ export function parseState(q: URLSearchParams): ViewState {
   }
   const type = q.get("type");
   if (type && type.length <= 100) st.type = type;
+  const token = q.get("access_token");
+  if (token) st.token = token;
   return st;
 }
 
@@ -82,6 +85,7 @@ export function toSearch(st: ViewState): string {
   }
   if (st.type) q.set("type", st.type);
   if (st.kiosk) q.set("kiosk", "1");
+  if (st.token) q.set("access_token", st.token);
   const s = q.toString();
   return s ? "?" + s : "";
 }
