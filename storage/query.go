@@ -314,22 +314,20 @@ func (db *DB) aggregate(ctx context.Context, tx pgx.Tx, eventType string, ivs []
 // in-process cache, then from the dictionary (in tx) for the rest.
 func (db *DB) dictIDs(ctx context.Context, tx pgx.Tx, users []map[string]struct{}) (map[string]uint32, error) {
 	ids := map[string]uint32{}
+	seen := map[string]bool{}
 	var missing []string
 	for _, set := range users {
 		for u := range set {
-			if _, done := ids[u]; done {
+			if seen[u] {
 				continue
 			}
+			seen[u] = true
 			if id, ok := db.dict.get(u); ok {
 				ids[u] = id
 			} else {
-				ids[u] = 0 // placeholder: looked up below
 				missing = append(missing, u)
 			}
 		}
-	}
-	for _, u := range missing {
-		delete(ids, u)
 	}
 	if len(missing) == 0 {
 		return ids, nil

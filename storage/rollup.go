@@ -240,7 +240,7 @@ func (r *Roller) step(ctx context.Context, conn *pgx.Conn) (busy bool, err error
 	}
 	var n int64
 	var lag float64
-	if err := conn.QueryRow(ctx, `SELECT count(*), coalesce(extract(epoch FROM now() - min(marked_at)), 0) FROM rollup_dirty`).Scan(&n, &lag); err == nil {
+	if err := conn.QueryRow(ctx, backlogSQL).Scan(&n, &lag); err == nil {
 		r.o.Metrics.dirty.Set(float64(n))
 		r.o.Metrics.lag.Set(lag)
 	}
@@ -598,12 +598,16 @@ func childAggregates(ctx context.Context, tx pgx.Tx, g Grain, starts []time.Time
 	return aggs, nil
 }
 
+// backlogSQL counts the dirty-minute marks and the age of the oldest, in
+// seconds.
+const backlogSQL = `SELECT count(*), coalesce(extract(epoch FROM now() - min(marked_at)), 0) FROM rollup_dirty`
+
 // RollupBacklog is how many dirty-minute marks wait for the worker and
 // the age of the oldest.
 func (db *DB) RollupBacklog(ctx context.Context) (int64, time.Duration, error) {
 	var n int64
 	var secs float64
-	err := db.pool.QueryRow(ctx, `SELECT count(*), coalesce(extract(epoch FROM now() - min(marked_at)), 0) FROM rollup_dirty`).Scan(&n, &secs)
+	err := db.pool.QueryRow(ctx, backlogSQL).Scan(&n, &secs)
 	if err != nil {
 		return 0, 0, fmt.Errorf("storage: rollup backlog: %w", err)
 	}

@@ -14,6 +14,9 @@ func TestCacheHeaders(t *testing.T) {
 	if rec.Code != 200 || rec.Header().Get("Cache-Control") != "no-cache" || !strings.Contains(rec.Body.String(), "/assets/") {
 		t.Fatalf("index: %d %q", rec.Code, rec.Header().Get("Cache-Control"))
 	}
+	if csp := rec.Header().Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") || rec.Header().Get("X-Frame-Options") != "DENY" {
+		t.Fatalf("index security headers: %v", rec.Header())
+	}
 	assets, err := fs.Glob(dist, "dist/assets/index-*.js")
 	if err != nil || len(assets) != 1 {
 		t.Fatalf("built script: %v %v (run make ui)", assets, err)

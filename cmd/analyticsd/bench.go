@@ -75,14 +75,11 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 		return fmt.Errorf("%w: the benchmark database %q must have \"bench\" in its name: it truncates the events table", errUsage, name)
 	}
 	cfg.DatabaseURL = benchURL
-	db, err := openDB(ctx, cfg)
+	db, err := openMigrated(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	if _, err := db.Migrate(ctx); err != nil {
-		return err
-	}
 	var have int64
 	if err := db.Pool().QueryRow(ctx, `SELECT count(*) FROM events`).Scan(&have); err != nil {
 		return err
@@ -239,14 +236,11 @@ func benchIngest(ctx context.Context, w io.Writer, cfg Config, o benchOptions) e
 	defer admin.Exec(context.WithoutCancel(ctx), `DROP SCHEMA `+schema+` CASCADE`) //nolint:errcheck // best effort
 	scfg := cfg
 	scfg.DatabaseURL = withSearchPath(cfg.DatabaseURL, schema)
-	db, err := openDB(ctx, scfg)
+	db, err := openMigrated(ctx, scfg)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	if _, err := db.Migrate(ctx); err != nil {
-		return err
-	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	rows := make([][]any, o.ingestRows)
 	base := time.Now().Add(-24 * time.Hour)

@@ -110,6 +110,20 @@ func openDB(ctx context.Context, cfg Config) (*storage.DB, error) {
 	})
 }
 
+// openMigrated opens the database and brings its schema up to date (for
+// the commands that write events).
+func openMigrated(ctx context.Context, cfg Config) (*storage.DB, error) {
+	db, err := openDB(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := db.Migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
 func bitmapCacheBytes(mb int) int64 {
 	if mb == 0 {
 		return -1 // disabled
@@ -174,14 +188,11 @@ func runSeed(ctx context.Context, args []string, getenv func(string) string, std
 		}
 	}
 	o.Progress = stdout
-	db, err := openDB(ctx, cfg)
+	db, err := openMigrated(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	if _, err := db.Migrate(ctx); err != nil {
-		return err
-	}
 	st, err := db.Seed(ctx, o)
 	if err != nil {
 		return err

@@ -209,7 +209,7 @@ func newHandler(cfg Config, db *storage.DB, rdb redis.UniversalClient, keys *aut
 	// same path with a JSON 405 (mux's own 405 is lost once a later
 	// catch-all route is tried).
 	read := func(path string, h http.Handler) {
-		r.Handle(path, h).Methods(http.MethodGet, http.MethodHead)
+		r.Handle(path, noBody(h)).Methods(http.MethodGet, http.MethodHead)
 		r.Handle(path, methodNotAllowed("GET, HEAD"))
 	}
 	series := summary.NewSeriesHandler(db, parser, cfg.DBStatementTimeout, log)
@@ -236,10 +236,10 @@ func newHandler(cfg Config, db *storage.DB, rdb redis.UniversalClient, keys *aut
 	// Everything outside /api/ is the dashboard; unknown API paths get the
 	// JSON 404.
 	notAPI := func(req *http.Request, _ *mux.RouteMatch) bool { return !strings.HasPrefix(req.URL.Path, "/api/") }
-	r.PathPrefix("/").MatcherFunc(notAPI).Handler(ui.Handler()).Methods(http.MethodGet, http.MethodHead)
+	r.PathPrefix("/").MatcherFunc(notAPI).Handler(noBody(ui.Handler())).Methods(http.MethodGet, http.MethodHead)
 	r.NotFoundHandler = notFound()
 	r.MethodNotAllowedHandler = methodNotAllowed("GET, HEAD")
-	return app{handler: httpx.Middleware(log, httpx.NewMetrics(reg))(hardening(cors(cfg.CORSOrigins, r))), broker: broker, router: r, service: svc}
+	return app{handler: httpx.Middleware(log, httpx.NewMetrics(reg))(cors(cfg.CORSOrigins, r)), broker: broker, router: r, service: svc}
 }
 
 func methodNotAllowed(allow string) http.Handler {

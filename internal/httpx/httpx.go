@@ -157,6 +157,7 @@ func Middleware(log *slog.Logger, m *Metrics) func(http.Handler) http.Handler {
 				id = newID()
 			}
 			w.Header().Set("X-Request-ID", id)
+			w.Header().Set("X-Content-Type-Options", "nosniff")
 			route := "unmatched"
 			ctx := context.WithValue(r.Context(), ctxKey{}, id)
 			r = r.WithContext(context.WithValue(ctx, routeKey{}, &route))

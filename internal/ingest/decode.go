@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"mime"
-	"net/http"
 	"time"
 	"unicode/utf8"
 )
@@ -85,7 +84,8 @@ func ParseContentType(ct string) (Format, error) {
 
 // Decode reads and validates a batch. It returns the events, or the
 // reasons (index, field, reason) why some are invalid — then none may be
-// written — or an error about the body as a whole.
+// written — or an error about the body as a whole. r must be bounded by
+// the caller (the handler reads at most MaxBodyBytes first).
 func Decode(f Format, r io.Reader, now time.Time) ([]Event, []ItemError, error) {
 	var raws []wire
 	var err error
@@ -175,24 +175,11 @@ func decodeLines(r io.Reader) ([]wire, error) {
 }
 
 func syntax(err error) error {
-	if isMaxBytes(err) {
-		return err
-	}
 	return &SyntaxError{"the body is not valid JSON: " + describe(err)}
 }
 
 func itemSyntax(i int, err error) error {
-	if isMaxBytes(err) {
-		return err
-	}
 	return &SyntaxError{fmt.Sprintf("event %d: %s", i, describe(err))}
-}
-
-// isMaxBytes reports an http.MaxBytesReader overflow, which the handler
-// turns into a 413.
-func isMaxBytes(err error) bool {
-	var mbe *http.MaxBytesError
-	return errors.As(err, &mbe) || errors.Is(err, bufio.ErrTooLong)
 }
 
 // describe words a JSON error without Go type names.
