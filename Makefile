@@ -40,7 +40,7 @@ fuzz: ## every fuzz target for FUZZTIME each
 	go test -run '^$$' -fuzz FuzzParseTypes -fuzztime $(FUZZTIME) ./storage
 	go test -run '^$$' -fuzz FuzzParseDuration -fuzztime $(FUZZTIME) ./cmd/analyticsd
 	go test -run '^$$' -fuzz FuzzParseSources -fuzztime $(FUZZTIME) ./cmd/analytics-loadgen
-	go test -run '^$$' -fuzz FuzzUnmarshalSnapshot -fuzztime $(FUZZTIME) ./stream
+	go test -run '^$$' -fuzz FuzzUnmarshalSnapshot -fuzztime $(FUZZTIME) ./internal/redis
 	go test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./internal/ingest
 
 build:

@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 
+	"github.com/liveanalytics/analyticsd/internal/redis"
 	"github.com/liveanalytics/analyticsd/storage"
 	"github.com/liveanalytics/analyticsd/summary"
 )
@@ -92,13 +92,12 @@ func BenchmarkSummaryCached(b *testing.B) {
 	if url == "" {
 		b.Skip("BENCH_REDIS_URL is not set; run `make bench`")
 	}
-	opt, err := redis.ParseURL(url)
+	rdb, err := redis.NewClient(url, false)
 	if err != nil {
 		b.Fatal(err)
 	}
-	rdb := redis.NewClient(summary.TuneRedisOptions(opt))
 	defer rdb.Close()
-	svc := summary.NewService(db, summary.NewRedisCache(rdb, "bench:"+strconv.FormatInt(time.Now().UnixNano(), 36)+":", time.Hour, 0),
+	svc := summary.NewService(db, redis.NewCache(rdb, "bench:"+strconv.FormatInt(time.Now().UnixNano(), 36)+":", time.Hour, 0),
 		summary.ServiceOptions{Metrics: summary.NewMetrics(prometheus.NewRegistry()), QueryTimeout: 5 * time.Minute})
 	for _, br := range benchRanges {
 		b.Run(br.name, func(b *testing.B) {

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 
+	"github.com/liveanalytics/analyticsd/internal/redis"
 	"github.com/liveanalytics/analyticsd/internal/testenv"
 	"github.com/liveanalytics/analyticsd/storage"
 	"github.com/liveanalytics/analyticsd/stream"
@@ -40,9 +40,12 @@ func (c countingSource) Refresh(ctx context.Context, r summary.Range) (summary.R
 
 type env struct {
 	db     *storage.DB
-	rdb    *redis.Client
+	rdb    redis.Client
 	prefix string
 	parser summary.RangeParser
+	// memory, when set, coordinates the brokers in process instead of
+	// through Redis (the cache stays in Redis).
+	memory *stream.Memory
 }
 
 func newEnv(t *testing.T) *env {
@@ -65,10 +68,14 @@ func newEnv(t *testing.T) *env {
 
 func (e *env) broker(t *testing.T, refreshes *atomic.Int64, block func(context.Context)) *stream.Broker {
 	t.Helper()
-	cache := summary.NewRedisCache(e.rdb, e.prefix, time.Minute, 0)
+	cache := redis.NewCache(e.rdb, e.prefix, time.Minute, 0)
 	svc := summary.NewService(e.db, cache, summary.ServiceOptions{Metrics: summary.NewMetrics(prometheus.NewRegistry())})
-	b := stream.New(countingSource{Service: svc, refreshes: refreshes, block: block}, e.rdb,
-		stream.Options{Interval: interval, Prefix: e.prefix, Grace: time.Second})
+	var coord stream.Coordinator = redis.NewCoordinator(e.rdb, e.prefix)
+	if e.memory != nil {
+		coord = e.memory
+	}
+	b := stream.New(countingSource{Service: svc, refreshes: refreshes, block: block}, coord,
+		stream.Options{Interval: interval, Grace: time.Second})
 	t.Cleanup(b.Close)
 	return b
 }
@@ -103,9 +110,17 @@ func collect(c *stream.Client, stop <-chan struct{}) func() []int64 {
 
 func TestBrokersShareOneRefreshPerRangePerInterval(t *testing.T) {
 	// Not parallel: it counts refreshes against the wall clock.
-	for _, n := range []int{2, 3} {
-		t.Run(map[int]string{2: "two", 3: "three"}[n], func(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		n      int
+		memory bool
+	}{{"two", 2, false}, {"three", 3, false}, {"three in memory", 3, true}} {
+		n := c.n
+		t.Run(c.name, func(t *testing.T) {
 			e := newEnv(t)
+			if c.memory {
+				e.memory = stream.NewMemory()
+			}
 			var refreshes atomic.Int64
 			ranges := []string{"now-1h", "now-2h"}
 			stop := make(chan struct{})
@@ -159,7 +174,21 @@ func TestBrokersShareOneRefreshPerRangePerInterval(t *testing.T) {
 
 func TestLeaderDiesMidRefresh(t *testing.T) {
 	t.Parallel()
+	for _, memory := range []bool{false, true} {
+		t.Run(map[bool]string{false: "redis", true: "memory"}[memory], func(t *testing.T) {
+			t.Parallel()
+			leaderDies(t, memory)
+		})
+	}
+}
+
+// leaderDies kills the instance computing an interval and checks that
+// another completes that interval.
+func leaderDies(t *testing.T, memory bool) {
 	e := newEnv(t)
+	if memory {
+		e.memory = stream.NewMemory()
+	}
 	var refreshes atomic.Int64
 	var victim atomic.Pointer[stream.Broker]
 	var blocked atomic.Int64 // the version whose leader was killed
@@ -237,8 +266,10 @@ func TestRedisStoppedAndStartedUnderLiveClients(t *testing.T) {
 	// Not parallel: it counts refreshes against the wall clock.
 	e := newEnv(t)
 	srv := testenv.StartRedis(t)
-	opt, _ := redis.ParseURL(srv.URL())
-	rdb := redis.NewClient(summary.TuneRedisOptions(opt))
+	rdb, err := redis.NewClient(srv.URL(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer rdb.Close()
 	e.rdb = rdb
 	var refreshes atomic.Int64
@@ -295,7 +326,7 @@ func TestCloseLeaksNoGoroutines(t *testing.T) {
 	before := runtime.NumGoroutine()
 	var n atomic.Int64
 	b := stream.New(countingSource{Service: summary.NewService(e.db, nil, summary.ServiceOptions{Metrics: summary.NewMetrics(prometheus.NewRegistry())}), refreshes: &n},
-		e.rdb, stream.Options{Interval: interval, Prefix: e.prefix})
+		redis.NewCoordinator(e.rdb, e.prefix), stream.Options{Interval: interval})
 	for _, from := range []string{"now-1h", "now-2h", "now-3h"} {
 		spec, _ := e.parser.ParseSpec(from, "now")
 		for range 10 {

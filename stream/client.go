@@ -6,16 +6,14 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/liveanalytics/analyticsd/summary"
 )
 
 // liveRange is one normalized range with local clients.
 type liveRange struct {
-	key, channel, snapKey, leasePrefix string
-	spec                               summary.Spec
-	live                               bool
+	key  string
+	spec summary.Spec
+	live bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -28,16 +26,13 @@ type liveRange struct {
 	dropTimer *time.Timer // guarded by the broker's mu
 }
 
-func newLiveRange(b *Broker, spec summary.Spec, now time.Time) *liveRange {
-	key := spec.Key()
-	// The braces are a Redis Cluster hash tag: a range's keys share a slot.
-	base := b.o.Prefix + "stream:{" + key + "}:"
-	lr := &liveRange{key: key, spec: spec, channel: base + "ch", snapKey: base + "snap", leasePrefix: base + "lease:",
+func newLiveRange(parent context.Context, spec summary.Spec, now time.Time) *liveRange {
+	lr := &liveRange{key: spec.Key(), spec: spec,
 		// A range that ended in the past never changes: one snapshot,
 		// then heartbeats only.
 		live:    spec.Live(now),
 		clients: map[*Client]struct{}{}, arrived: make(chan struct{})}
-	lr.ctx, lr.cancel = context.WithCancel(b.ctx)
+	lr.ctx, lr.cancel = context.WithCancel(parent)
 	return lr
 }
 
@@ -152,53 +147,4 @@ func (c *Client) Close() {
 	}
 	c.end()
 	c.b.release(c)
-}
-
-// Metrics are the stream's Prometheus collectors.
-type Metrics struct {
-	clients         prometheus.Gauge
-	ranges          prometheus.Gauge
-	refreshes       *prometheus.CounterVec
-	contention      prometheus.Counter
-	publishes       *prometheus.CounterVec
-	deliveries      prometheus.Counter
-	slow            prometheus.Counter
-	rejected        *prometheus.CounterVec
-	refreshDuration prometheus.Histogram
-	lag             prometheus.Histogram
-}
-
-// NewMetrics registers the stream collectors on reg (nil: a private one).
-func NewMetrics(reg prometheus.Registerer) *Metrics {
-	if reg == nil {
-		reg = prometheus.NewRegistry()
-	}
-	m := &Metrics{
-		clients: prometheus.NewGauge(prometheus.GaugeOpts{Name: "analytics_stream_clients", Help: "Connected stream clients on this instance."}),
-		ranges:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "analytics_stream_ranges", Help: "Live ranges held by this instance."}),
-		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "analytics_stream_refreshes_total",
-			Help: "Range intervals by role: leader (computed and published), follower (received), local (computed without Redis), error."}, []string{"role"}),
-		contention: prometheus.NewCounter(prometheus.CounterOpts{Name: "analytics_stream_lease_contention_total", Help: "Lease attempts lost to another instance."}),
-		publishes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "analytics_stream_publishes_total",
-			Help: "Snapshot publications by result: published, fenced (a newer one existed), error."}, []string{"result"}),
-		deliveries: prometheus.NewCounter(prometheus.CounterOpts{Name: "analytics_stream_deliveries_total", Help: "Snapshots written to clients."}),
-		slow:       prometheus.NewCounter(prometheus.CounterOpts{Name: "analytics_stream_slow_client_disconnects_total", Help: "Clients dropped because a write missed its deadline."}),
-		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "analytics_stream_rejected_total",
-			Help: "Stream connections refused by limit: clients or ranges."}, []string{"reason"}),
-		refreshDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "analytics_stream_refresh_duration_seconds",
-			Help: "Time to compute one range refresh.", Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12)}),
-		lag: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "analytics_stream_delivery_lag_seconds",
-			Help: "From a leader's publish to local fan-out on this instance.", Buckets: prometheus.ExponentialBuckets(0.0005, 2.5, 12)}),
-	}
-	for _, role := range []string{"leader", "follower", "local", "error"} {
-		m.refreshes.WithLabelValues(role)
-	}
-	for _, r := range []string{"published", "fenced", "error"} {
-		m.publishes.WithLabelValues(r)
-	}
-	for _, r := range []string{"clients", "ranges"} {
-		m.rejected.WithLabelValues(r)
-	}
-	reg.MustRegister(m.clients, m.ranges, m.refreshes, m.contention, m.publishes, m.deliveries, m.slow, m.rejected, m.refreshDuration, m.lag)
-	return m
 }

@@ -1,8 +1,6 @@
 package stream
 
 import (
-	"errors"
-	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -25,10 +23,23 @@ type detached struct {
 	closeOnce sync.Once
 }
 
-// detach hands a client's hijacked connection to the broker. sent is the
-// version already written (or -1).
-func (b *Broker) detach(c *Client, nc net.Conn, sent int64) {
-	d := &detached{c: c, nc: nc, sent: sent}
+// Detach writes head (the HTTP response head) and the stream's opening on
+// the hijacked connection nc in one write, then hands the connection to
+// the writer pool; it owns c and nc from then on. sent is the version the
+// client already has (Last-Event-ID), or -1.
+func (b *Broker) Detach(c *Client, nc net.Conn, head []byte, sent int64) {
+	buf, version := b.opening(head, c, sent)
+	_ = nc.SetWriteDeadline(time.Now().Add(b.o.WriteTimeout))
+	if _, err := nc.Write(buf); err != nil {
+		b.dropped(err)
+		_ = nc.Close()
+		c.Close()
+		return
+	}
+	if version != sent {
+		b.m.deliveries.Inc()
+	}
+	d := &detached{c: c, nc: nc, sent: version}
 	d.lastWrite.Store(time.Now().UnixNano())
 	b.dmu.Lock()
 	if b.ctx.Err() != nil {
@@ -112,10 +123,10 @@ func (b *Broker) flush(d *detached) {
 	var frame []byte
 	var version int64
 	if s := d.c.Latest(); s != nil && s.Version > d.sent {
-		frame = fmt.Appendf(nil, "id: %d\nevent: summary\ndata: %s\n\n", s.Version, s.Data)
+		frame = appendSnapshot(nil, s)
 		version = s.Version
 	} else if d.hbDue.Swap(false) {
-		frame = []byte(": heartbeat\n\n")
+		frame = heartbeat
 		version = d.sent
 	}
 	if frame == nil {
@@ -126,10 +137,7 @@ func (b *Broker) flush(d *detached) {
 	_, err := d.nc.Write(frame)
 	if err != nil {
 		d.mu.Unlock()
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			b.m.slow.Inc()
-		}
+		b.dropped(err)
 		b.closeStream(d)
 		return
 	}

@@ -85,6 +85,15 @@ type RangeParser struct {
 	MaxRange time.Duration
 }
 
+// Interval is the refresh step: Align, or a second when unset. Snapshot
+// versions count in it.
+func (p RangeParser) Interval() time.Duration {
+	if p.Align > 0 {
+		return p.Align
+	}
+	return time.Second
+}
+
 // AlignedNow is the instant "now" resolves to.
 func (p RangeParser) AlignedNow() time.Time {
 	now := time.Now

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 
+	"github.com/liveanalytics/analyticsd/internal/redis"
 	"github.com/liveanalytics/analyticsd/internal/testenv"
 	"github.com/liveanalytics/analyticsd/storage"
 	"github.com/liveanalytics/analyticsd/summary"
@@ -58,17 +58,17 @@ type fixture struct {
 	store   *countingStore
 	svc     *summary.Service
 	reg     *prometheus.Registry
-	rdb     *redis.Client
+	rdb     redis.Client
 	parser  summary.RangeParser
 	metrics *summary.Metrics
 }
 
-func newFixture(t *testing.T, db *storage.DB, rdb *redis.Client, prefix string) *fixture {
+func newFixture(t *testing.T, db *storage.DB, rdb redis.Client, prefix string) *fixture {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	m := summary.NewMetrics(reg)
 	store := &countingStore{Store: db}
-	cache := summary.NewRedisCache(rdb, prefix, time.Minute, time.Hour)
+	cache := redis.NewCache(rdb, prefix, time.Minute, time.Hour)
 	return &fixture{store: store, reg: reg, rdb: rdb, metrics: m,
 		svc:    summary.NewService(store, cache, summary.ServiceOptions{Metrics: m}),
 		parser: summary.RangeParser{MaxRange: 400 * 24 * time.Hour}}
@@ -177,8 +177,10 @@ func TestConcurrentMissesQueryOnce(t *testing.T) {
 func TestRedisStoppedAndStarted(t *testing.T) {
 	t.Parallel()
 	srv := testenv.StartRedis(t)
-	opt, _ := redis.ParseURL(srv.URL())
-	rdb := redis.NewClient(summary.TuneRedisOptions(opt))
+	rdb, err := redis.NewClient(srv.URL(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer rdb.Close()
 	f := newFixture(t, openStore(t), rdb, "p:")
 

@@ -1,9 +1,9 @@
 // Package summary is the domain of the analytics server: parsing and
-// normalizing time ranges, the Summary type, the cache-aside service that
-// answers a range from Redis or the Store, and its REST handler.
+// normalizing time ranges, the Summary type, time-series buckets, and the
+// cache-aside Service that answers a range from a Cache or the Store.
 //
-// It declares the small interfaces it needs (Store, Cache) and imports
-// neither storage nor stream.
+// It declares the small interfaces it needs (Store, Aggregator, Cache) and
+// knows no driver and no transport: no net/http, no Redis, no SQL.
 package summary
 
 import (

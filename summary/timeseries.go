@@ -2,16 +2,9 @@ package summary
 
 import (
 	"context"
-	"encoding/csv"
 	"errors"
-	"fmt"
-	"log/slog"
-	"net/http"
-	"strconv"
 	"strings"
 	"time"
-
-	"github.com/liveanalytics/analyticsd/internal/httpx"
 )
 
 // Bucket is the step of a time series.
@@ -53,13 +46,19 @@ func ParseZone(s string) (*time.Location, error) {
 	return loc, nil
 }
 
+// The cut-offs of AutoBucket.
+const (
+	AutoMinuteUpTo = 2 * time.Hour
+	AutoHourUpTo   = 4 * 24 * time.Hour
+)
+
 // AutoBucket picks a bucket that gives a readable chart: minutes up to 2
 // hours, hours up to 4 days, days beyond.
 func AutoBucket(span time.Duration) Bucket {
 	switch {
-	case span <= 2*time.Hour:
+	case span <= AutoMinuteUpTo:
 		return BucketMinute
-	case span <= 4*24*time.Hour:
+	case span <= AutoHourUpTo:
 		return BucketHour
 	default:
 		return BucketDay
@@ -152,76 +151,30 @@ type SeriesResponse struct {
 	Period    Period        `json:"period"`
 }
 
-// SeriesHandler serves GET /api/v1/analytics/timeseries.
-type SeriesHandler struct {
-	agg       Aggregator
-	parser    RangeParser
-	log       *slog.Logger
-	timeout   time.Duration
-	MaxPoints int
-	// CSV answers text/csv, one row per bucket and event type (the
-	// export.csv endpoint), instead of JSON.
-	CSV bool
-}
-
-// NewSeriesHandler builds the timeseries handler; timeout bounds one
-// computation.
-func NewSeriesHandler(agg Aggregator, parser RangeParser, timeout time.Duration, log *slog.Logger) *SeriesHandler {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+// Series answers the range r in buckets of b (chosen by AutoBucket when
+// empty) on loc's wall clock, every point from one snapshot of agg. It
+// returns ErrTooManyPoints beyond maxPoints (DefaultMaxPoints when zero).
+func Series(ctx context.Context, agg Aggregator, r Range, b Bucket, loc *time.Location, maxPoints int) (SeriesResponse, error) {
+	if maxPoints <= 0 {
+		maxPoints = DefaultMaxPoints
 	}
-	return &SeriesHandler{agg: agg, parser: parser, log: log, timeout: timeout, MaxPoints: DefaultMaxPoints}
-}
-
-func (h *SeriesHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	spec, ok := ParseSpecRequest(w, req, h.parser)
-	if !ok {
-		return
-	}
-	q := req.URL.Query()
-	bucket, err := ParseBucket(q.Get("bucket"))
-	var loc *time.Location
-	if err == nil {
-		loc, err = ParseZone(q.Get("tz"))
-	}
-	if err != nil {
-		var pe *ParamError
-		errors.As(err, &pe)
-		httpx.WriteError(w, req, http.StatusBadRequest, pe.Code, pe.Message)
-		return
-	}
-	r := spec.Resolve(h.parser.AlignedNow())
 	end := r.To.Add(time.Microsecond) // the range is inclusive
-	if bucket == "" {
-		bucket = AutoBucket(end.Sub(r.From))
+	if b == "" {
+		b = AutoBucket(end.Sub(r.From))
 	}
-	points, err := Buckets(r.From, end, bucket, loc, h.MaxPoints)
+	points, err := Buckets(r.From, end, b, loc, maxPoints)
 	if err != nil {
-		httpx.WriteError(w, req, http.StatusBadRequest, CodeRangeTooLarge,
-			fmt.Sprintf("the range has more than %d %s buckets; choose a larger bucket or a shorter range", h.MaxPoints, bucket))
-		return
+		return SeriesResponse{Bucket: b}, err
 	}
 	ivs := make([]Interval, len(points))
 	for i, p := range points {
 		ivs[i] = p.Interval
 	}
-	ctx := req.Context()
-	if h.timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, h.timeout)
-		defer cancel()
-	}
-	sums, err := h.agg.Aggregate(ctx, r.EventType, ivs)
+	sums, err := agg.Aggregate(ctx, r.EventType, ivs)
 	if err != nil {
-		if req.Context().Err() != nil {
-			return // the client left
-		}
-		h.log.ErrorContext(ctx, "timeseries failed", "request_id", httpx.RequestID(ctx), "range", r.Key(), "err", err)
-		w.Header().Set("Retry-After", "5")
-		httpx.WriteError(w, req, http.StatusServiceUnavailable, "unavailable", "analytics data is temporarily unavailable; retry shortly")
-		return
+		return SeriesResponse{Bucket: b}, err
 	}
-	resp := SeriesResponse{Data: make([]SeriesEntry, len(points)), Bucket: bucket, TZ: loc.String(),
+	resp := SeriesResponse{Data: make([]SeriesEntry, len(points)), Bucket: b, TZ: loc.String(),
 		EventType: r.EventType, Period: Period{From: FormatInstant(r.From), To: FormatInstant(r.To)}}
 	for i, p := range points {
 		s := sums[i]
@@ -230,41 +183,5 @@ func (h *SeriesHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 		resp.Data[i] = SeriesEntry{T: p.Start.In(loc).Format(time.RFC3339), Events: s.TotalEvents, UniqueUsers: s.UniqueUsers, ByType: s.EventsByType}
 	}
-	w.Header().Set("Cache-Control", "max-age="+strconv.Itoa(maxAge(spec, h.parser)))
-	if h.CSV {
-		writeCSV(w, resp)
-		return
-	}
-	httpx.WriteJSON(w, http.StatusOK, resp)
-}
-
-// writeCSV writes one row per bucket and event type; a bucket without
-// events still gets one row, with an empty type. bucket_events and
-// bucket_unique_users repeat the bucket's totals on each of its rows.
-func writeCSV(w http.ResponseWriter, resp SeriesResponse) {
-	name := "analytics_" + strings.NewReplacer(":", "", "-", "").Replace(resp.Period.From[:16]) + "_" + string(resp.Bucket) + ".csv"
-	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
-	w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	cw := csv.NewWriter(w)
-	_ = cw.Write([]string{"bucket_start", "event_type", "events", "bucket_events", "bucket_unique_users"})
-	for _, p := range resp.Data {
-		total, users := strconv.FormatInt(p.Events, 10), strconv.FormatInt(p.UniqueUsers, 10)
-		if len(p.ByType) == 0 {
-			_ = cw.Write([]string{p.T, "", "0", total, users})
-			continue
-		}
-		for _, tc := range p.ByType {
-			_ = cw.Write([]string{p.T, csvSafe(tc.Type), strconv.FormatInt(tc.Count, 10), total, users})
-		}
-	}
-	cw.Flush()
-}
-
-// csvSafe keeps a spreadsheet from reading an event type as a formula.
-func csvSafe(s string) string {
-	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
-		return "'" + s
-	}
-	return s
+	return resp, nil
 }

@@ -1,35 +1,21 @@
-// Package ui embeds the dashboard's built assets and serves them.
+// Package ui embeds the dashboard's built assets (ui/web builds them into
+// dist; the HTTP edge serves them).
 package ui
 
 import (
 	"embed"
 	"io/fs"
-	"net/http"
-	"strings"
 )
 
 //go:embed dist
 var dist embed.FS
 
-// Handler serves the dashboard. index.html is never cached; anything else
-// under assets/ has a content-hashed name and is cached for a year.
-func Handler() http.Handler {
-	sub, _ := fs.Sub(dist, "dist")
-	files := http.FileServer(http.FS(sub))
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/assets/") {
-			w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
-		} else {
-			w.Header().Set("Cache-Control", "no-cache")
-		}
-		h := w.Header()
-		// The built page loads only its own hashed scripts; uPlot sets
-		// inline styles. No framing, no referrer (a kiosk URL may carry
-		// an access_token).
-		h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
-		h.Set("X-Frame-Options", "DENY")
-		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("Cross-Origin-Opener-Policy", "same-origin")
-		files.ServeHTTP(w, r)
-	})
+// Assets is the built dashboard: index.html and assets/ with
+// content-hashed names.
+func Assets() fs.FS {
+	sub, err := fs.Sub(dist, "dist")
+	if err != nil {
+		panic(err) // "dist" is embedded above
+	}
+	return sub
 }

@@ -22,10 +22,10 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/liveanalytics/analyticsd/internal/api"
 	"github.com/liveanalytics/analyticsd/internal/auth"
-	"github.com/liveanalytics/analyticsd/internal/httpx"
-	"github.com/liveanalytics/analyticsd/internal/ingest"
 	"github.com/liveanalytics/analyticsd/storage"
+	"github.com/liveanalytics/analyticsd/stream"
 	"github.com/liveanalytics/analyticsd/summary"
 )
 
@@ -307,13 +307,14 @@ func benchEndpoint(ctx context.Context, w io.Writer, db *storage.DB, rows [][]an
 	if err != nil {
 		return err
 	}
+	// The whole edge, as served, with the rate limits off; streams and
+	// summaries are unused.
 	cfg := defaultConfig()
 	cfg.RateLimitAddr, cfg.RateLimitKey = 0, 0
-	reg := prometheus.NewRegistry()
-	log := slog.New(slog.DiscardHandler)
-	im := ingest.NewMetrics(reg)
-	g := newGuard(cfg, keys, im, reg)
-	h := httpx.Middleware(log, httpx.NewMetrics(reg))(g.protect(ingest.NewHandler(db, requestKeyID, im, log), auth.ScopeIngest, false, true))
+	broker := stream.New(nil, nil, stream.Options{})
+	defer broker.Close()
+	h := api.New(api.Deps{Events: db, Series: db, Broker: broker, Keys: keys, Registry: prometheus.NewRegistry()},
+		cfg.apiOptions(slog.New(slog.DiscardHandler)))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err

@@ -10,7 +10,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/liveanalytics/analyticsd/internal/api"
+	"github.com/liveanalytics/analyticsd/internal/auth"
 	"github.com/liveanalytics/analyticsd/internal/ratelimit"
+	"github.com/liveanalytics/analyticsd/internal/redis"
+	"github.com/liveanalytics/analyticsd/stream"
 )
 
 // Config is everything the server reads from its environment. Env vars set
@@ -42,7 +48,7 @@ type Config struct {
 	RedisCluster            bool
 	APIKeys                 string
 	APIKeysFile             string
-	ReadAuth                string
+	ReadAuth                auth.ReadAuth
 	RateLimitAddr           int
 	RateLimitKey            int
 	TrustedProxies          string
@@ -54,25 +60,27 @@ type Config struct {
 	DemoEvents int64
 }
 
-// defaultConfig works on a machine with a local PostgreSQL and Redis.
+// defaultConfig works on a machine with a local PostgreSQL and Redis. The
+// stream's settings default to the stream package's own defaults.
 func defaultConfig() Config {
+	so := stream.DefaultOptions()
 	return Config{
 		Port:                    3000,
 		DatabaseURL:             "postgres://localhost:5432/analytics?sslmode=disable",
 		RedisURL:                "redis://localhost:6379/0",
-		RedisPrefix:             "analytics:",
+		RedisPrefix:             redis.DefaultPrefix,
 		CacheTTL:                60 * time.Second,
 		CacheStaleTTL:           24 * time.Hour,
-		RefreshInterval:         5 * time.Second,
+		RefreshInterval:         so.Interval,
 		MaxRange:                400 * 24 * time.Hour,
 		DBMaxConns:              10,
 		DBStatementTimeout:      30 * time.Second,
 		ShutdownTimeout:         15 * time.Second,
-		StreamMaxClients:        50_000,
-		StreamMaxClientsPerAddr: 1_000,
-		StreamMaxRanges:         1_000,
-		Heartbeat:               15 * time.Second,
-		StreamWriteTimeout:      5 * time.Second,
+		StreamMaxClients:        so.MaxClients,
+		StreamMaxClientsPerAddr: so.MaxClientsPerAddr,
+		StreamMaxRanges:         so.MaxRanges,
+		Heartbeat:               so.Heartbeat,
+		StreamWriteTimeout:      so.WriteTimeout,
 		StreamDetach:            true,
 		LogLevel:                slog.LevelInfo,
 		LogFormat:               "json",
@@ -80,9 +88,40 @@ func defaultConfig() Config {
 		Rollups:                 true,
 		RollupInterval:          time.Second,
 		RollupCacheMB:           256,
-		ReadAuth:                "open",
+		ReadAuth:                auth.ReadOpen,
 		RateLimitAddr:           50,
 		RateLimitKey:            100,
+	}
+}
+
+// streamOptions are the broker's settings.
+func (c Config) streamOptions(log *slog.Logger, reg prometheus.Registerer) stream.Options {
+	return stream.Options{
+		Interval:          c.RefreshInterval,
+		MaxClients:        c.StreamMaxClients,
+		MaxClientsPerAddr: c.StreamMaxClientsPerAddr,
+		MaxRanges:         c.StreamMaxRanges,
+		Heartbeat:         c.Heartbeat,
+		WriteTimeout:      c.StreamWriteTimeout,
+		Logger:            log,
+		Metrics:           stream.NewMetrics(reg),
+	}
+}
+
+// apiOptions are the HTTP edge's settings.
+func (c Config) apiOptions(log *slog.Logger) api.Options {
+	proxies, _ := ratelimit.ParseProxies(c.TrustedProxies) // checked by Validate
+	return api.Options{
+		RefreshInterval: c.RefreshInterval,
+		MaxRange:        c.MaxRange,
+		QueryTimeout:    c.DBStatementTimeout,
+		ReadAuth:        c.ReadAuth,
+		RateLimitAddr:   c.RateLimitAddr,
+		RateLimitKey:    c.RateLimitKey,
+		TrustedProxies:  proxies,
+		CORSOrigins:     c.CORSOrigins,
+		StreamDetach:    c.StreamDetach,
+		Logger:          log,
 	}
 }
 
@@ -204,16 +243,16 @@ func (v *secretValue) String() string {
 }
 func (v *secretValue) Set(s string) error { *v = secretValue(s); return nil }
 
-type readAuthValue string
+type readAuthValue auth.ReadAuth
 
 func (v *readAuthValue) String() string { return string(*v) }
 func (v *readAuthValue) Set(s string) error {
-	switch s {
-	case "open", "required":
-		*v = readAuthValue(s)
-		return nil
+	r, err := auth.ParseReadAuth(s)
+	if err != nil {
+		return err
 	}
-	return errors.New("must be open or required")
+	*v = readAuthValue(r)
+	return nil
 }
 
 // optionalPGURLValue is a PostgreSQL URL that may be empty.

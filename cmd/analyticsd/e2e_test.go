@@ -125,6 +125,16 @@ type summaryBody struct {
 	} `json:"error"`
 }
 
+// healthBody is GET /health's answer.
+type healthBody struct {
+	Status string `json:"status"`
+	Checks map[string]struct {
+		Status    string  `json:"status"`
+		LatencyMs float64 `json:"latencyMs"`
+		Error     string  `json:"error,omitempty"`
+	} `json:"checks"`
+}
+
 type parsedSummary struct {
 	Total, Users int64
 	ByType       map[string]int64

@@ -10,11 +10,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/liveanalytics/analyticsd/internal/auth"
+	"github.com/liveanalytics/analyticsd/internal/redis"
 	"github.com/liveanalytics/analyticsd/storage"
-	"github.com/liveanalytics/analyticsd/summary"
 )
 
 const usage = `analyticsd: live analytics server
@@ -133,21 +131,12 @@ func bitmapCacheBytes(mb int) int64 {
 
 // newRedis builds the client with short timeouts: the cache must fail fast
 // and let PostgreSQL answer rather than hold requests up.
-func newRedis(cfg Config) (redis.UniversalClient, error) {
-	if cfg.RedisCluster {
-		opt, err := redis.ParseClusterURL(cfg.RedisURL)
-		if err != nil {
-			return nil, fmt.Errorf("%w: REDIS_URL (cluster): %v", errUsage, err)
-		}
-		opt.ClientName = "analyticsd"
-		return redis.NewClusterClient(summary.TuneClusterOptions(opt)), nil
-	}
-	opt, err := redis.ParseURL(cfg.RedisURL)
+func newRedis(cfg Config) (redis.Client, error) {
+	rdb, err := redis.NewClient(cfg.RedisURL, cfg.RedisCluster)
 	if err != nil {
-		return nil, fmt.Errorf("%w: REDIS_URL: %v", errUsage, err)
+		return nil, fmt.Errorf("%w: %v", errUsage, err)
 	}
-	opt.ClientName = "analyticsd"
-	return redis.NewClient(summary.TuneRedisOptions(opt)), nil
+	return rdb, nil
 }
 
 func runMigrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -244,13 +233,4 @@ func helpOK(err error) error {
 		return nil
 	}
 	return err
-}
-
-// redisLogger routes go-redis's own chatter (one line per failed dial while
-// Redis is down) to debug level: the service logs outages itself, rate
-// limited, and counts them in metrics.
-type redisLogger struct{ log *slog.Logger }
-
-func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
-	l.log.DebugContext(ctx, fmt.Sprintf(format, v...), "component", "go-redis")
 }

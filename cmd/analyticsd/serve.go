@@ -9,26 +9,25 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/redis/go-redis/v9"
 
+	"github.com/liveanalytics/analyticsd/internal/api"
 	"github.com/liveanalytics/analyticsd/internal/auth"
-	"github.com/liveanalytics/analyticsd/internal/httpx"
-	"github.com/liveanalytics/analyticsd/internal/ingest"
+	"github.com/liveanalytics/analyticsd/internal/redis"
 	"github.com/liveanalytics/analyticsd/storage"
 	"github.com/liveanalytics/analyticsd/stream"
 	"github.com/liveanalytics/analyticsd/summary"
-	"github.com/liveanalytics/analyticsd/ui"
 )
 
+// runServe is `analyticsd serve`: it opens PostgreSQL and Redis, starts the
+// background work (rollup worker, demo), serves the API until ctx ends,
+// then shuts down in order.
 func runServe(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
 	cfg, err := parseConfig("serve", args, getenv, stderr, func(fs *flag.FlagSet, c *Config) {
 		fs.BoolVar(&c.NoMigrate, "no-migrate", false, "do not migrate; exit if the schema is behind")
@@ -39,7 +38,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return helpOK(err)
 	}
 	log := newLogger(cfg, stderr)
-	redis.SetLogger(redisLogger{log})
+	redis.UseLogger(log)
 
 	db, err := openDB(ctx, cfg)
 	if err != nil {
@@ -58,15 +57,60 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		// Not fatal: summaries come from PostgreSQL until Redis answers.
 		log.Warn("redis does not answer; serving without cache until it does", "err", err)
 	}
+	keys, err := loadKeys(cfg)
+	if err != nil {
+		return err
+	}
+	if keys.Len() == 0 {
+		log.Info("no API keys configured: POST /api/v1/events answers 401 until API_KEYS or API_KEYS_FILE lists one")
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-
 	var bg sync.WaitGroup // background work owned by this function
 	defer bg.Wait()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	// Every instance runs the worker loop; one at a time does the work.
+	bgCtx, stopBackground := context.WithCancel(ctx)
+	defer stopBackground()
+	if err := startBackground(bgCtx, cfg, db, reg, log, &bg); err != nil {
+		return err
+	}
+
+	svc := summary.NewService(db, redis.NewCache(rdb, cfg.RedisPrefix, cfg.CacheTTL, cfg.CacheStaleTTL), summary.ServiceOptions{
+		QueryTimeout: cfg.DBStatementTimeout,
+		Logger:       log,
+		Metrics:      summary.NewMetrics(reg),
+	})
+	broker := stream.New(svc, redis.NewCoordinator(rdb, cfg.RedisPrefix), cfg.streamOptions(log, reg))
+	defer broker.Close()
+	edge := api.New(api.Deps{
+		Summaries: svc,
+		Series:    db,
+		Broker:    broker,
+		Events:    db,
+		Keys:      keys,
+		Postgres:  db.Ping,
+		Redis:     func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
+		Registry:  reg,
+	}, cfg.apiOptions(log))
+
+	// Shutdown waits for handlers; live streams end when the broker closes.
+	srv := edge.Server(broker.Close)
+	err = serve(ctx, srv, cfg, log)
+	stopBackground()
+	bg.Wait()
+	// Summaries still computing for clients that left write the cache
+	// when done: let them finish (bounded) before Redis and the pool close.
+	waitBounded(svc.Wait, cfg.ShutdownTimeout)
+	if err != nil {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// startBackground starts the rollup worker (every instance runs the loop;
+// one at a time does the work) and, with --demo, the demo data.
+func startBackground(ctx context.Context, cfg Config, db *storage.DB, reg prometheus.Registerer, log *slog.Logger, bg *sync.WaitGroup) error {
 	roller := db.NewRoller(storage.RollupOptions{
 		Interval: cfg.RollupInterval,
 		Logger:   log,
@@ -82,70 +126,49 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		roller.Run(ctx)
 	}()
 	if cfg.Demo {
-		if err := startDemo(ctx, db, cfg.DemoEvents, log, &bg); err != nil {
-			return err
-		}
+		return startDemo(ctx, db, cfg.DemoEvents, log, bg)
 	}
+	return nil
+}
 
-	keys, err := loadKeys(cfg)
-	if err != nil {
-		return err
-	}
-	if keys.Len() == 0 {
-		log.Info("no API keys configured: POST /api/v1/events answers 401 until API_KEYS or API_KEYS_FILE lists one")
-	}
-	a := newHandler(cfg, db, rdb, keys, reg, log)
-	handler, broker := a.handler, a.broker
-	defer broker.Close()
-
+// serve listens and serves until ctx ends, then shuts srv down within
+// SHUTDOWN_TIMEOUT.
+func serve(ctx context.Context, srv *http.Server, cfg Config, log *slog.Logger) error {
 	ln, err := net.Listen("tcp", ":"+strconv.Itoa(cfg.Port))
 	if err != nil {
 		return fmt.Errorf("listen on port %d: %w", cfg.Port, err)
 	}
-	srv := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		// No WriteTimeout: it would cut live streams. Handlers bound their
-		// own work, and streams set a deadline per write.
-		IdleTimeout:    2 * time.Minute,
-		MaxHeaderBytes: 64 << 10,
-		ConnContext:    stream.ConnContext,
-		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	// Shutdown waits for handlers; live streams end when the broker closes.
-	srv.RegisterOnShutdown(broker.Close)
 	log.Info("listening", "addr", ln.Addr().String(), "demo", cfg.Demo)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
-	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
-	defer scancel()
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer cancel()
 	err = srv.Shutdown(sctx)
 	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
 		log.Error("serve", "err", serr)
 	}
-	cancel()
-	bg.Wait()
-	// Summaries still computing for clients that left write the cache
-	// when done: let them finish (bounded) before Redis and the pool close.
-	done := make(chan struct{})
-	go func() { a.service.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-sctx.Done():
-	}
 	if err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
-	log.Info("stopped")
 	return nil
+}
+
+// waitBounded runs wait and returns when it does or after timeout.
+func waitBounded(wait func(), timeout time.Duration) {
+	done := make(chan struct{})
+	go func() { wait(); close(done) }()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
 }
 
 // prepareSchema migrates, or with noMigrate refuses to run on an old schema.
@@ -170,87 +193,19 @@ func prepareSchema(ctx context.Context, db *storage.DB, noMigrate bool, log *slo
 	return nil
 }
 
-// app is the HTTP surface: the handler to serve, the broker behind the
-// streams, and the router (whose routes the OpenAPI test compares).
-type app struct {
-	handler http.Handler
-	broker  *stream.Broker
-	router  *mux.Router
-	service *summary.Service
-}
-
-// newHandler builds the whole HTTP surface.
-func newHandler(cfg Config, db *storage.DB, rdb redis.UniversalClient, keys *auth.Keys, reg *prometheus.Registry, log *slog.Logger) app {
-	cache := summary.NewRedisCache(rdb, cfg.RedisPrefix, cfg.CacheTTL, cfg.CacheStaleTTL)
-	svc := summary.NewService(db, cache, summary.ServiceOptions{
-		QueryTimeout: cfg.DBStatementTimeout,
-		Logger:       log,
-		Metrics:      summary.NewMetrics(reg),
-	})
-	parser := summary.RangeParser{Align: cfg.RefreshInterval, MaxRange: cfg.MaxRange}
-	sum := summary.NewHandler(svc, parser, log)
-	broker := stream.New(svc, rdb, stream.Options{
-		Interval:          cfg.RefreshInterval,
-		Prefix:            cfg.RedisPrefix,
-		MaxClients:        cfg.StreamMaxClients,
-		MaxClientsPerAddr: cfg.StreamMaxClientsPerAddr,
-		MaxRanges:         cfg.StreamMaxRanges,
-		Heartbeat:         cfg.Heartbeat,
-		WriteTimeout:      cfg.StreamWriteTimeout,
-		Logger:            log,
-		Metrics:           stream.NewMetrics(reg),
-	})
-	live := stream.NewHandler(broker, parser)
-	live.Detach = cfg.StreamDetach
-
-	r := mux.NewRouter()
-	r.Use(httpx.TagRoute)
-	// read registers a GET/HEAD endpoint and answers other methods on the
-	// same path with a JSON 405 (mux's own 405 is lost once a later
-	// catch-all route is tried).
-	read := func(path string, h http.Handler) {
-		r.Handle(path, noBody(h)).Methods(http.MethodGet, http.MethodHead)
-		r.Handle(path, methodNotAllowed("GET, HEAD"))
+// loadKeys reads API_KEYS and API_KEYS_FILE.
+func loadKeys(cfg Config) (*auth.Keys, error) {
+	text := cfg.APIKeys
+	if cfg.APIKeysFile != "" {
+		b, err := os.ReadFile(cfg.APIKeysFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: API_KEYS_FILE: %v", errUsage, err)
+		}
+		text += "\n" + string(b)
 	}
-	series := summary.NewSeriesHandler(db, parser, cfg.DBStatementTimeout, log)
-	im := ingest.NewMetrics(reg)
-	g := newGuard(cfg, keys, im, reg)
-	sumH := g.protect(sum, auth.ScopeRead, true, true)
-	seriesH := g.protect(series, auth.ScopeRead, true, true)
-	export := summary.NewSeriesHandler(db, parser, cfg.DBStatementTimeout, log)
-	export.CSV = true
-	exportH := g.protect(export, auth.ScopeRead, true, true)
-	live.ClientAddr = g.proxies.ClientAddr
-	liveH := g.protect(live, auth.ScopeRead, true, false)
-	read("/api/analytics/summary", sumH)
-	read("/api/v1/analytics/summary", sumH)
-	read("/api/analytics/timeseries", seriesH)
-	read("/api/v1/analytics/timeseries", seriesH)
-	read("/api/v1/analytics/export.csv", exportH)
-	read("/api/analytics/stream", liveH)
-	read("/api/v1/analytics/stream", liveH)
-	r.Handle("/api/v1/events", g.protect(ingest.NewHandler(db, requestKeyID, im, log), auth.ScopeIngest, false, true)).Methods(http.MethodPost)
-	r.Handle("/api/v1/events", methodNotAllowed("POST"))
-	read("/health", &healthHandler{db: db, rdb: rdb})
-	read("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	// Everything outside /api/ is the dashboard; unknown API paths get the
-	// JSON 404.
-	notAPI := func(req *http.Request, _ *mux.RouteMatch) bool { return !strings.HasPrefix(req.URL.Path, "/api/") }
-	r.PathPrefix("/").MatcherFunc(notAPI).Handler(noBody(ui.Handler())).Methods(http.MethodGet, http.MethodHead)
-	r.NotFoundHandler = notFound()
-	r.MethodNotAllowedHandler = methodNotAllowed("GET, HEAD")
-	return app{handler: httpx.Middleware(log, httpx.NewMetrics(reg))(cors(cfg.CORSOrigins, r)), broker: broker, router: r, service: svc}
-}
-
-func methodNotAllowed(allow string) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		w.Header().Set("Allow", allow)
-		httpx.WriteError(w, req, http.StatusMethodNotAllowed, "method_not_allowed", "method "+req.Method+" is not allowed here; use "+allow)
-	})
-}
-
-func notFound() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		httpx.WriteError(w, req, http.StatusNotFound, "not_found", "no such endpoint: "+req.URL.Path)
-	})
+	keys, err := auth.ParseKeys(text)
+	if err != nil {
+		return nil, fmt.Errorf("%w: API keys: %v", errUsage, err)
+	}
+	return keys, nil
 }

@@ -23,6 +23,24 @@ const (
 	ScopeRead   Scope = "read"
 )
 
+// ReadAuth says whether reads need a key.
+type ReadAuth string
+
+// The read policies (READ_AUTH).
+const (
+	ReadOpen     ReadAuth = "open"     // reads need no key
+	ReadRequired ReadAuth = "required" // reads need a key with the read scope
+)
+
+// ParseReadAuth reads a policy by name.
+func ParseReadAuth(s string) (ReadAuth, error) {
+	switch r := ReadAuth(s); r {
+	case ReadOpen, ReadRequired:
+		return r, nil
+	}
+	return "", errors.New("must be open or required")
+}
+
 // Key is one configured API key: the SHA-256 of the secret, never the
 // secret itself.
 type Key struct {

@@ -1,5 +1,3 @@
-// Package ingest is POST /api/v1/events: decoding and validating a batch of
-// events (JSON array or NDJSON), all-or-nothing.
 package ingest
 
 import (

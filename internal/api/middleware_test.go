@@ -1,4 +1,4 @@
-package httpx
+package api
 
 import (
 	"bytes"
@@ -14,21 +14,21 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
-func newTestHandler(logs *bytes.Buffer, m *Metrics) http.Handler {
+func newTestHandler(logs *bytes.Buffer, m *httpMetrics) http.Handler {
 	r := mux.NewRouter()
-	r.Use(TagRoute)
+	r.Use(tagRoute)
 	r.HandleFunc("/items/{id}", func(w http.ResponseWriter, req *http.Request) {
 		if mux.Vars(req)["id"] == "boom" {
 			panic("kaboom")
 		}
-		WriteJSON(w, http.StatusOK, map[string]string{"id": RequestID(req.Context())})
+		writeJSON(w, http.StatusOK, map[string]string{"id": requestID(req.Context())})
 	})
-	return Middleware(slog.New(slog.NewJSONHandler(logs, nil)), m)(r)
+	return instrument(slog.New(slog.NewJSONHandler(logs, nil)), m)(r)
 }
 
 func TestRequestIDTakenOrSet(t *testing.T) {
 	var logs bytes.Buffer
-	h := newTestHandler(&logs, NewMetrics(prometheus.NewRegistry()))
+	h := newTestHandler(&logs, newHTTPMetrics(prometheus.NewRegistry()))
 	for _, tc := range []struct{ sent, want string }{
 		{"abc-123", "abc-123"},
 		{"bad id with spaces", ""},
@@ -55,7 +55,7 @@ func TestRequestIDTakenOrSet(t *testing.T) {
 
 func TestPanicBecomesJSON500AndMetricsUseTemplates(t *testing.T) {
 	var logs bytes.Buffer
-	m := NewMetrics(prometheus.NewRegistry())
+	m := newHTTPMetrics(prometheus.NewRegistry())
 	h := newTestHandler(&logs, m)
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/items/boom", nil))

@@ -1,13 +1,9 @@
-// Package httpx holds what every HTTP handler of the server shares: the one
-// JSON error shape, request ids, request logging, panic recovery and
-// per-route metrics.
-package httpx
+package api
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
@@ -18,43 +14,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// ErrorBody is the one error shape: {"error":{"code","message"}}.
-type ErrorBody struct {
-	Error ErrorDetail `json:"error"`
-}
-
-// ErrorDetail names the error for programs (code) and people (message).
-type ErrorDetail struct {
-	Code      string `json:"code"`
-	Message   string `json:"message"`
-	RequestID string `json:"requestId,omitempty"`
-}
-
-// WriteJSON writes v with status.
-func WriteJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		status = http.StatusInternalServerError
-		b = []byte(`{"error":{"code":"internal","message":"could not encode the response"}}`)
-	}
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
-}
-
-// WriteError writes the error shape, tagged with the request id so a user
-// can quote it and an operator can find the log line.
-func WriteError(w http.ResponseWriter, r *http.Request, status int, code, message string) {
-	WriteJSON(w, status, ErrorBody{Error: ErrorDetail{Code: code, Message: message, RequestID: RequestID(r.Context())}})
-}
-
 type ctxKey struct{}
 
 type routeKey struct{}
 
 // RequestID returns the request's id, or "".
-func RequestID(ctx context.Context) string {
+func requestID(ctx context.Context) string {
 	id, _ := ctx.Value(ctxKey{}).(string)
 	return id
 }
@@ -79,16 +44,16 @@ func newID() string {
 	return hex.EncodeToString(b)
 }
 
-// Metrics are the HTTP collectors.
-type Metrics struct {
+// httpMetrics are the HTTP collectors.
+type httpMetrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	panics   prometheus.Counter
 }
 
-// NewMetrics registers the HTTP collectors on reg.
-func NewMetrics(reg prometheus.Registerer) *Metrics {
-	m := &Metrics{
+// newHTTPMetrics registers the HTTP collectors on reg.
+func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
+	m := &httpMetrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "analytics_http_requests_total",
 			Help: "HTTP requests by route template, method and status code.",
@@ -145,10 +110,10 @@ func (w *statusWriter) Flush() {
 // Unwrap lets http.ResponseController reach the connection (deadlines).
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// Middleware wraps every request: it sets the request id, recovers panics
+// instrument wraps every request: it sets the request id, recovers panics
 // into a 500 JSON with the stack logged, counts the request by route
 // template, and logs one line per request.
-func Middleware(log *slog.Logger, m *Metrics) func(http.Handler) http.Handler {
+func instrument(log *slog.Logger, m *httpMetrics) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
@@ -170,7 +135,7 @@ func Middleware(log *slog.Logger, m *Metrics) func(http.Handler) http.Handler {
 					m.panics.Inc()
 					log.Error("panic", "request_id", id, "panic", p, "stack", string(debug.Stack()))
 					if !sw.written {
-						WriteError(sw, r, http.StatusInternalServerError, "internal", "internal server error")
+						writeError(sw, r, http.StatusInternalServerError, "internal", "internal server error")
 					}
 				}
 				status := sw.status
@@ -202,10 +167,10 @@ func Middleware(log *slog.Logger, m *Metrics) func(http.Handler) http.Handler {
 	}
 }
 
-// TagRoute is a mux middleware (router.Use) that tells Middleware which
+// tagRoute is a mux middleware (router.Use) that tells instrument which
 // route template matched, so that metric labels are templates, never raw
 // paths, and stay bounded. Requests no route matches stay "unmatched".
-func TagRoute(next http.Handler) http.Handler {
+func tagRoute(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if p, ok := r.Context().Value(routeKey{}).(*string); ok {
 			if route := mux.CurrentRoute(r); route != nil {

@@ -1,4 +1,4 @@
-package main
+package api
 
 import (
 	"bufio"
@@ -11,7 +11,7 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/liveanalytics/analyticsd/internal/auth"
+	"github.com/liveanalytics/analyticsd/stream"
 )
 
 // documentedRoutes reads "METHOD /path" pairs from docs/openapi.yaml: the
@@ -76,9 +76,9 @@ func servedRoutes(t *testing.T, r *mux.Router) []string {
 
 // TestOpenAPIMatchesRoutes keeps docs/openapi.yaml and the router in step.
 func TestOpenAPIMatchesRoutes(t *testing.T) {
-	cfg := defaultConfig()
-	a := newHandler(cfg, nil, nil, &auth.Keys{}, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
-	defer a.broker.Close()
+	b := stream.New(nil, nil, stream.Options{})
+	defer b.Close()
+	a := New(Deps{Broker: b, Registry: prometheus.NewRegistry()}, Options{Logger: slog.New(slog.DiscardHandler)})
 	served := servedRoutes(t, a.router)
 	var withoutUI []string
 	for _, s := range served {

@@ -1,8 +1,10 @@
-package stream
+package redis
 
 import (
 	"testing"
 	"time"
+
+	"github.com/liveanalytics/analyticsd/stream"
 )
 
 func FuzzUnmarshalSnapshot(f *testing.F) {
@@ -23,7 +25,7 @@ func FuzzUnmarshalSnapshot(f *testing.F) {
 }
 
 func TestSnapshotRoundTrip(t *testing.T) {
-	s := &Snapshot{Version: 7, Published: time.UnixMilli(1700000000123), Data: []byte(`{"a":"b\nc"}`)}
+	s := &stream.Snapshot{Version: 7, Published: time.UnixMilli(1700000000123), Data: []byte(`{"a":"b\nc"}`)}
 	back, err := unmarshalSnapshot(marshalSnapshot(s))
 	if err != nil || back.Version != 7 || !back.Published.Equal(s.Published) || string(back.Data) != string(s.Data) {
 		t.Fatalf("%+v %v", back, err)

@@ -1,58 +1,40 @@
-package main
+package api
 
 import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/liveanalytics/analyticsd/internal/auth"
-	"github.com/liveanalytics/analyticsd/internal/httpx"
-	"github.com/liveanalytics/analyticsd/internal/ingest"
 	"github.com/liveanalytics/analyticsd/internal/ratelimit"
 )
-
-// loadKeys reads API_KEYS and API_KEYS_FILE.
-func loadKeys(cfg Config) (*auth.Keys, error) {
-	text := cfg.APIKeys
-	if cfg.APIKeysFile != "" {
-		b, err := os.ReadFile(cfg.APIKeysFile)
-		if err != nil {
-			return nil, fmt.Errorf("%w: API_KEYS_FILE: %v", errUsage, err)
-		}
-		text += "\n" + string(b)
-	}
-	keys, err := auth.ParseKeys(text)
-	if err != nil {
-		return nil, fmt.Errorf("%w: API keys: %v", errUsage, err)
-	}
-	return keys, nil
-}
 
 // guard authenticates API requests and applies the rate limits, in that
 // order: the address limit first, so that guessing keys is throttled too.
 type guard struct {
 	keys        *auth.Keys
-	readAuth    bool
+	readAuth    auth.ReadAuth
 	perAddr     *ratelimit.Limiter
 	perKey      *ratelimit.Limiter
 	proxies     ratelimit.Proxies
-	ingest      *ingest.Metrics
+	ingest      *ingestMetrics
 	rateLimited *prometheus.CounterVec
 }
 
-func newGuard(cfg Config, keys *auth.Keys, im *ingest.Metrics, reg prometheus.Registerer) *guard {
-	proxies, _ := ratelimit.ParseProxies(cfg.TrustedProxies) // validated with the config
+func newGuard(keys *auth.Keys, o Options, im *ingestMetrics, reg prometheus.Registerer) *guard {
+	if keys == nil {
+		keys = &auth.Keys{}
+	}
 	g := &guard{
 		keys:     keys,
-		readAuth: cfg.ReadAuth == "required",
-		perAddr:  ratelimit.New(float64(cfg.RateLimitAddr), 2*cfg.RateLimitAddr),
-		perKey:   ratelimit.New(float64(cfg.RateLimitKey), 2*cfg.RateLimitKey),
-		proxies:  proxies,
+		readAuth: o.ReadAuth,
+		perAddr:  ratelimit.New(float64(o.RateLimitAddr), 2*o.RateLimitAddr),
+		perKey:   ratelimit.New(float64(o.RateLimitKey), 2*o.RateLimitKey),
+		proxies:  o.TrustedProxies,
 		ingest:   im,
 		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "analytics_rate_limited_total",
@@ -80,39 +62,57 @@ func requestKeyID(r *http.Request) string {
 	return ""
 }
 
-// protect wraps an API handler. scope is what the handler needs; reads
-// need it only with READ_AUTH=required, ingest always. limit applies the
-// request rate limits (streams have connection limits instead).
-// allowQuery accepts ?access_token= (GET endpoints: EventSource cannot set
-// headers, and the request log never records query strings).
-func (g *guard) protect(h http.Handler, scope auth.Scope, allowQuery, limit bool) http.Handler {
-	required := scope == auth.ScopeIngest || g.readAuth
+// access is what an endpoint asks of a request.
+type access struct {
+	// scope is what the endpoint needs; reads need it only with
+	// READ_AUTH=required, ingest always.
+	scope auth.Scope
+	// tokenInQuery accepts ?access_token= (GET endpoints: EventSource
+	// cannot set headers, and the request log never records query
+	// strings).
+	tokenInQuery bool
+	// rateLimited applies the request rate limits (streams have
+	// connection limits instead).
+	rateLimited bool
+}
+
+// The endpoints' access rules.
+var (
+	readAccess   = access{scope: auth.ScopeRead, tokenInQuery: true, rateLimited: true}
+	streamAccess = access{scope: auth.ScopeRead, tokenInQuery: true}
+	ingestAccess = access{scope: auth.ScopeIngest, rateLimited: true}
+)
+
+// protect wraps an API handler in authentication and rate limits.
+func (g *guard) protect(h http.Handler, a access) http.Handler {
+	scope := a.scope
+	required := scope == auth.ScopeIngest || g.readAuth == auth.ReadRequired
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		reject := func(reason string) {
+		reject := func(reason rejectReason) {
 			if scope == auth.ScopeIngest {
-				g.ingest.Reject(reason)
+				g.ingest.reject(reason)
 			}
 		}
-		if limit {
+		if a.rateLimited {
 			if ok, wait := g.perAddr.Allow(g.proxies.ClientAddr(r)); !ok {
 				g.tooMany(w, r, "addr", wait)
-				reject(ingest.ReasonRateLimited)
+				reject(reasonRateLimited)
 				return
 			}
 		}
-		token, present := auth.Token(r, allowQuery)
+		token, present := auth.Token(r, a.tokenInQuery)
 		var key *auth.Key
 		if present {
 			k, ok := g.keys.Lookup(token)
 			if !ok {
-				reject(ingest.ReasonUnauthorized)
+				reject(reasonUnauthorized)
 				unauthorized(w, r, "the API key is not valid")
 				return
 			}
 			key = k
 		}
 		if required && key == nil {
-			reject(ingest.ReasonUnauthorized)
+			reject(reasonUnauthorized)
 			if g.keys.Len() == 0 {
 				unauthorized(w, r, fmt.Sprintf("this endpoint needs an API key with the %s scope, and none is configured (API_KEYS or API_KEYS_FILE; `analyticsd keygen` makes one)", scope))
 				return
@@ -121,14 +121,14 @@ func (g *guard) protect(h http.Handler, scope auth.Scope, allowQuery, limit bool
 			return
 		}
 		if key != nil && required && !key.Has(scope) {
-			reject(ingest.ReasonForbidden)
-			httpx.WriteError(w, r, http.StatusForbidden, "forbidden", fmt.Sprintf("this API key lacks the %s scope", scope))
+			reject(reasonForbidden)
+			writeError(w, r, http.StatusForbidden, "forbidden", fmt.Sprintf("this API key lacks the %s scope", scope))
 			return
 		}
-		if key != nil && limit {
+		if key != nil && a.rateLimited {
 			if ok, wait := g.perKey.Allow(key.ID); !ok {
 				g.tooMany(w, r, "key", wait)
-				reject(ingest.ReasonRateLimited)
+				reject(reasonRateLimited)
 				return
 			}
 		}
@@ -141,7 +141,7 @@ func (g *guard) protect(h http.Handler, scope auth.Scope, allowQuery, limit bool
 
 func unauthorized(w http.ResponseWriter, r *http.Request, msg string) {
 	w.Header().Set("WWW-Authenticate", `Bearer realm="analyticsd"`)
-	httpx.WriteError(w, r, http.StatusUnauthorized, "unauthorized", msg)
+	writeError(w, r, http.StatusUnauthorized, "unauthorized", msg)
 }
 
 func (g *guard) tooMany(w http.ResponseWriter, r *http.Request, scope string, wait time.Duration) {
@@ -151,7 +151,7 @@ func (g *guard) tooMany(w http.ResponseWriter, r *http.Request, scope string, wa
 	if scope == "key" {
 		what = "this API key"
 	}
-	httpx.WriteError(w, r, http.StatusTooManyRequests, "rate_limited", "too many requests from "+what+"; retry after the time in Retry-After")
+	writeError(w, r, http.StatusTooManyRequests, "rate_limited", "too many requests from "+what+"; retry after the time in Retry-After")
 }
 
 // cors answers browsers on other origins for the API, for the origins in
@@ -187,7 +187,7 @@ func cors(origins string, next http.Handler) http.Handler {
 		}
 		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
 			if !ok {
-				httpx.WriteError(w, r, http.StatusForbidden, "cors_origin_not_allowed", "origin "+origin+" may not call this API (CORS_ORIGINS)")
+				writeError(w, r, http.StatusForbidden, "cors_origin_not_allowed", "origin "+origin+" may not call this API (CORS_ORIGINS)")
 				return
 			}
 			w.Header().Set("Access-Control-Allow-Methods", "GET, HEAD, POST")
@@ -208,7 +208,7 @@ const maxReadBody = 64 << 10
 func noBody(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength > maxReadBody {
-			httpx.WriteError(w, r, http.StatusRequestEntityTooLarge, "payload_too_large", "this endpoint takes no request body")
+			writeError(w, r, http.StatusRequestEntityTooLarge, "payload_too_large", "this endpoint takes no request body")
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, maxReadBody)

@@ -1,22 +1,16 @@
-package main
+package api
 
 import (
 	"context"
 	"net/http"
 	"sync"
 	"time"
-
-	"github.com/redis/go-redis/v9"
-
-	"github.com/liveanalytics/analyticsd/internal/httpx"
-	"github.com/liveanalytics/analyticsd/storage"
 )
 
 // healthHandler serves GET /health: ok, degraded (200, Redis down: answers
 // still come from PostgreSQL) or down (503, PostgreSQL down).
 type healthHandler struct {
-	db  *storage.DB
-	rdb redis.UniversalClient
+	postgres, redis func(context.Context) error
 }
 
 type check struct {
@@ -34,11 +28,8 @@ func (h *healthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var pg, rd check
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); pg = probe(r.Context(), 2*time.Second, h.db.Ping) }()
-	go func() {
-		defer wg.Done()
-		rd = probe(r.Context(), time.Second, func(ctx context.Context) error { return h.rdb.Ping(ctx).Err() })
-	}()
+	go func() { defer wg.Done(); pg = probe(r.Context(), 2*time.Second, h.postgres) }()
+	go func() { defer wg.Done(); rd = probe(r.Context(), time.Second, h.redis) }()
 	wg.Wait()
 	body := healthBody{Status: "ok", Checks: map[string]check{"postgres": pg, "redis": rd}}
 	status := http.StatusOK
@@ -49,7 +40,7 @@ func (h *healthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		body.Status = "degraded"
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	httpx.WriteJSON(w, status, body)
+	writeJSON(w, status, body)
 }
 
 // probe times one dependency check. Errors are reported as "unreachable":

@@ -1,0 +1,146 @@
+package api
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/liveanalytics/analyticsd/internal/ingest"
+)
+
+// rejectReason is why an ingest request was refused: the label of
+// analytics_ingest_rejected_total.
+type rejectReason string
+
+// The reasons.
+const (
+	reasonInvalid      rejectReason = "invalid"
+	reasonTooLarge     rejectReason = "too_large"
+	reasonMediaType    rejectReason = "unsupported_media_type"
+	reasonUnauthorized rejectReason = "unauthorized"
+	reasonForbidden    rejectReason = "forbidden"
+	reasonRateLimited  rejectReason = "rate_limited"
+	reasonKeyReused    rejectReason = "idempotency_key_reused"
+	reasonUnavailable  rejectReason = "unavailable"
+)
+
+// ingestMetrics count what the endpoint accepted and rejected.
+type ingestMetrics struct {
+	events   prometheus.Counter
+	rejected *prometheus.CounterVec
+}
+
+func newIngestMetrics(reg prometheus.Registerer) *ingestMetrics {
+	m := &ingestMetrics{
+		events: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "analytics_ingest_events_total",
+			Help: "Events accepted by POST /api/v1/events (idempotent replays not counted again).",
+		}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "analytics_ingest_rejected_total",
+			Help: "Ingest requests rejected, by reason.",
+		}, []string{"reason"}),
+	}
+	for _, r := range []rejectReason{reasonInvalid, reasonTooLarge, reasonMediaType, reasonUnauthorized, reasonForbidden, reasonRateLimited, reasonKeyReused, reasonUnavailable} {
+		m.rejected.WithLabelValues(string(r))
+	}
+	reg.MustRegister(m.events, m.rejected)
+	return m
+}
+
+func (m *ingestMetrics) reject(r rejectReason) { m.rejected.WithLabelValues(string(r)).Inc() }
+
+// ingestHandler serves POST /api/v1/events: it reads the body within its
+// limit and answers; package ingest decodes and validates, the Writer
+// stores. Authentication and rate limits are applied in front of it.
+type ingestHandler struct {
+	w       ingest.Writer
+	log     *slog.Logger
+	metrics *ingestMetrics
+	now     func() time.Time
+}
+
+// invalidBody is the 400 with the reason for each bad event.
+type invalidBody struct {
+	Error  errorDetail        `json:"error"`
+	Errors []ingest.ItemError `json:"errors"`
+}
+
+func (h *ingestHandler) fail(w http.ResponseWriter, r *http.Request, status int, reason rejectReason, code, msg string) {
+	h.metrics.reject(reason)
+	writeError(w, r, status, code, msg)
+}
+
+func (h *ingestHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	format, err := ingest.ParseContentType(r.Header.Get("Content-Type"))
+	if err != nil {
+		h.fail(w, r, http.StatusUnsupportedMediaType, reasonMediaType, "unsupported_media_type", err.Error())
+		return
+	}
+	idem := r.Header.Get("Idempotency-Key")
+	if !ingest.ValidIdempotencyKey(idem) {
+		h.fail(w, r, http.StatusBadRequest, reasonInvalid, "invalid_idempotency_key", "Idempotency-Key must be 1 to 255 printable ASCII characters")
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, ingest.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			h.fail(w, r, http.StatusRequestEntityTooLarge, reasonTooLarge, "payload_too_large", fmt.Sprintf("the body is larger than %d MB", ingest.MaxBodyBytes>>20))
+			return
+		}
+		h.fail(w, r, http.StatusBadRequest, reasonInvalid, "invalid_body", "the body could not be read")
+		return
+	}
+	events, bad, err := ingest.Decode(format, bytes.NewReader(body), h.now())
+	var se *ingest.SyntaxError
+	switch {
+	case errors.Is(err, ingest.ErrTooManyEvents):
+		h.fail(w, r, http.StatusRequestEntityTooLarge, reasonTooLarge, "payload_too_large", fmt.Sprintf("a batch holds at most %d events; split it", ingest.MaxEvents))
+		return
+	case errors.As(err, &se):
+		h.fail(w, r, http.StatusBadRequest, reasonInvalid, "invalid_body", se.Msg)
+		return
+	case err != nil:
+		h.fail(w, r, http.StatusBadRequest, reasonInvalid, "invalid_body", "the body could not be decoded")
+		return
+	case len(bad) > 0:
+		h.metrics.reject(reasonInvalid)
+		writeJSON(w, http.StatusBadRequest, invalidBody{
+			Error: errorDetail{Code: "invalid_events", RequestID: requestID(r.Context()),
+				Message: "some events are invalid (see errors); nothing was written"},
+			Errors: bad,
+		})
+		return
+	case len(events) == 0:
+		h.fail(w, r, http.StatusBadRequest, reasonInvalid, "invalid_body", "the batch holds no events")
+		return
+	}
+	hash := ingest.BodyHash(r.Header.Get("Content-Type"), body)
+	accepted, replayed, err := h.w.WriteEvents(r.Context(), requestKeyID(r), idem, hash, events)
+	switch {
+	case errors.Is(err, ingest.ErrKeyReused):
+		h.fail(w, r, http.StatusUnprocessableEntity, reasonKeyReused, "idempotency_key_reused", "this Idempotency-Key was used for a different batch")
+		return
+	case err != nil:
+		if r.Context().Err() != nil {
+			return // the client left; the transaction rolled back
+		}
+		h.log.ErrorContext(r.Context(), "ingest failed", "request_id", requestID(r.Context()), "events", len(events), "err", err)
+		w.Header().Set("Retry-After", "5")
+		h.fail(w, r, http.StatusServiceUnavailable, reasonUnavailable, "unavailable", "the events could not be stored; nothing was written, retry shortly")
+		return
+	}
+	if replayed {
+		w.Header().Set("Idempotent-Replayed", "true")
+	} else {
+		h.metrics.events.Add(float64(accepted))
+	}
+	writeJSON(w, http.StatusAccepted, map[string]int{"accepted": accepted})
+}

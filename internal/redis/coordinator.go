@@ -1,0 +1,179 @@
+package redis
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/liveanalytics/analyticsd/stream"
+)
+
+// Coordinator implements stream.Coordinator on Redis. A range's keys are
+// prefix + "stream:{<range key>}:" + lease:<k> | snap | ch; the braces are
+// a Redis Cluster hash tag, so one range's keys share a slot and the
+// compare-and-set script can touch them together.
+//
+// A Coordinator serves one broker: its pub/sub connection is opened by the
+// first Watch and closed when Listen returns.
+type Coordinator struct {
+	rdb    Client
+	prefix string
+	token  string // this instance's name on the leases it holds
+	ps     *goredis.PubSub
+}
+
+var _ stream.Coordinator = (*Coordinator)(nil)
+
+// NewCoordinator coordinates through rdb under prefix.
+func NewCoordinator(rdb Client, prefix string) *Coordinator {
+	tok := make([]byte, 8)
+	_, _ = rand.Read(tok)
+	// Subscribe with no channel does no I/O; Watch adds channels.
+	return &Coordinator{rdb: rdb, prefix: prefix, token: hex.EncodeToString(tok), ps: rdb.Subscribe(context.Background())}
+}
+
+func (c *Coordinator) base(key string) string    { return c.prefix + "stream:{" + key + "}:" }
+func (c *Coordinator) channel(key string) string { return c.base(key) + "ch" }
+func (c *Coordinator) lease(key string, k int64) string {
+	return c.base(key) + "lease:" + strconv.FormatInt(k, 10)
+}
+
+// rangeKey is the range a channel announces.
+func (c *Coordinator) rangeKey(channel string) (string, bool) {
+	rest, ok := strings.CutPrefix(channel, c.prefix+"stream:{")
+	if !ok {
+		return "", false
+	}
+	return strings.CutSuffix(rest, "}:ch")
+}
+
+// TryLease takes interval k's lease with SET NX.
+func (c *Coordinator) TryLease(ctx context.Context, key string, k int64, ttl time.Duration) (bool, error) {
+	return c.rdb.SetNX(ctx, c.lease(key, k), c.token, ttl).Result()
+}
+
+// renewScript extends a lease only for the instance that holds it.
+var renewScript = goredis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0`)
+
+// RenewLease extends the lease if this instance still holds it.
+func (c *Coordinator) RenewLease(ctx context.Context, key string, k int64, ttl time.Duration) error {
+	return renewScript.Run(ctx, c.rdb, []string{c.lease(key, k)}, c.token, ttl.Milliseconds()).Err()
+}
+
+// casScript stores and publishes a snapshot only if it is newer than the
+// stored one, so a stalled old leader can never overwrite a newer snapshot.
+// The stored value starts with the version and a newline.
+var casScript = goredis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local v = tonumber(string.sub(cur, 1, string.find(cur, '\n') - 1))
+  if v and v >= tonumber(ARGV[1]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+redis.call('PUBLISH', ARGV[4], ARGV[2])
+return 1`)
+
+// Publish is the fenced compare-and-set publish.
+func (c *Coordinator) Publish(ctx context.Context, key string, s *stream.Snapshot, ttl time.Duration) error {
+	n, err := casScript.Run(ctx, c.rdb, []string{c.base(key) + "snap"}, s.Version, marshalSnapshot(s), ttl.Milliseconds(), c.channel(key)).Int()
+	if err != nil {
+		return fmt.Errorf("redis: publish: %w", err)
+	}
+	if n == 0 {
+		return stream.ErrFenced
+	}
+	return nil
+}
+
+// Latest reads the stored snapshot.
+func (c *Coordinator) Latest(ctx context.Context, key string) (*stream.Snapshot, error) {
+	p, err := c.rdb.Get(ctx, c.base(key)+"snap").Result()
+	if errors.Is(err, goredis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("redis: latest: %w", err)
+	}
+	return unmarshalSnapshot(p)
+}
+
+// Watch subscribes to the range's channel.
+func (c *Coordinator) Watch(ctx context.Context, key string) error {
+	return c.ps.Subscribe(ctx, c.channel(key))
+}
+
+// Unwatch unsubscribes from it.
+func (c *Coordinator) Unwatch(ctx context.Context, key string) error {
+	return c.ps.Unsubscribe(ctx, c.channel(key))
+}
+
+// Listen receives announcements until ctx ends, then closes the pub/sub
+// connection. Pub/sub is at-most-once: after a reconnect (go-redis
+// resubscribes) it calls resync, so a message lost during the outage costs
+// one interval at most.
+func (c *Coordinator) Listen(ctx context.Context, deliver func(string, *stream.Snapshot), resync func()) {
+	stop := context.AfterFunc(ctx, func() { _ = c.ps.Close() })
+	defer stop()
+	gap := false
+	for {
+		msg, err := c.ps.Receive(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			gap = true
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
+		}
+		switch m := msg.(type) {
+		case *goredis.Subscription:
+			if gap {
+				gap = false
+				resync()
+			}
+		case *goredis.Message:
+			key, ok := c.rangeKey(m.Channel)
+			if !ok {
+				continue
+			}
+			if s, err := unmarshalSnapshot(m.Payload); err == nil {
+				deliver(key, s)
+			}
+		}
+	}
+}
+
+// marshalSnapshot is "<version>\n<published unix ms>\n<json>".
+func marshalSnapshot(s *stream.Snapshot) string {
+	return strconv.FormatInt(s.Version, 10) + "\n" + strconv.FormatInt(s.Published.UnixMilli(), 10) + "\n" + string(s.Data)
+}
+
+func unmarshalSnapshot(p string) (*stream.Snapshot, error) {
+	parts := bytes.SplitN([]byte(p), []byte("\n"), 3)
+	if len(parts) != 3 {
+		return nil, errors.New("redis: malformed snapshot")
+	}
+	v, err1 := strconv.ParseInt(string(parts[0]), 10, 64)
+	ms, err2 := strconv.ParseInt(string(parts[1]), 10, 64)
+	if err1 != nil || err2 != nil || !json.Valid(parts[2]) {
+		return nil, errors.New("redis: malformed snapshot")
+	}
+	return &stream.Snapshot{Version: v, Published: time.UnixMilli(ms), Data: parts[2]}, nil
+}

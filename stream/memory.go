@@ -1,0 +1,133 @@
+package stream
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Memory is a Coordinator within one process: the single-instance mode of
+// the server, and a stand-in for Redis when several brokers in one test
+// share it. Leases and snapshots expire as they do in Redis.
+type Memory struct {
+	now func() time.Time
+
+	mu        sync.Mutex
+	leases    map[string]time.Time // key + interval → expiry
+	snapshots map[string]memorySnapshot
+	listeners map[int]func(string, *Snapshot)
+	nextID    int
+	pruneAt   time.Time // when expired entries are next swept
+}
+
+type memorySnapshot struct {
+	s       *Snapshot
+	expires time.Time
+}
+
+var _ Coordinator = (*Memory)(nil)
+
+// NewMemory makes an empty coordinator.
+func NewMemory() *Memory {
+	return &Memory{now: time.Now, leases: map[string]time.Time{}, snapshots: map[string]memorySnapshot{},
+		listeners: map[int]func(string, *Snapshot){}}
+}
+
+func leaseKey(key string, k int64) string { return key + "\x00" + strconv.FormatInt(k, 10) }
+
+// TryLease claims interval k unless an unexpired lease holds it.
+func (m *Memory) TryLease(_ context.Context, key string, k int64, ttl time.Duration) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	m.prune(now)
+	lk := leaseKey(key, k)
+	if exp, held := m.leases[lk]; held && exp.After(now) {
+		return false, nil
+	}
+	m.leases[lk] = now.Add(ttl)
+	return true, nil
+}
+
+// prune forgets expired leases and snapshots, at most once a second so
+// that the cost stays linear in the live ranges.
+func (m *Memory) prune(now time.Time) {
+	if now.Before(m.pruneAt) {
+		return
+	}
+	m.pruneAt = now.Add(time.Second)
+	for lk, exp := range m.leases {
+		if !exp.After(now) {
+			delete(m.leases, lk)
+		}
+	}
+	for k, cur := range m.snapshots {
+		if !cur.expires.After(now) {
+			delete(m.snapshots, k)
+		}
+	}
+}
+
+// RenewLease extends a lease that has not expired.
+func (m *Memory) RenewLease(_ context.Context, key string, k int64, ttl time.Duration) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	lk := leaseKey(key, k)
+	if exp, held := m.leases[lk]; held && exp.After(m.now()) {
+		m.leases[lk] = m.now().Add(ttl)
+	}
+	return nil
+}
+
+// Publish stores s unless a snapshot at least as new is stored, and hands
+// it to every listener.
+func (m *Memory) Publish(_ context.Context, key string, s *Snapshot, ttl time.Duration) error {
+	m.mu.Lock()
+	now := m.now()
+	if cur, ok := m.snapshots[key]; ok && cur.expires.After(now) && cur.s.Version >= s.Version {
+		m.mu.Unlock()
+		return ErrFenced
+	}
+	m.prune(now)
+	m.snapshots[key] = memorySnapshot{s: s, expires: now.Add(ttl)}
+	listeners := make([]func(string, *Snapshot), 0, len(m.listeners))
+	for _, l := range m.listeners {
+		listeners = append(listeners, l)
+	}
+	m.mu.Unlock()
+	for _, l := range listeners {
+		l(key, s)
+	}
+	return nil
+}
+
+// Latest returns the stored snapshot, or nil once it expired.
+func (m *Memory) Latest(_ context.Context, key string) (*Snapshot, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if cur, ok := m.snapshots[key]; ok && cur.expires.After(m.now()) {
+		return cur.s, nil
+	}
+	return nil, nil
+}
+
+// Watch does nothing: every listener hears every range.
+func (m *Memory) Watch(context.Context, string) error { return nil }
+
+// Unwatch does nothing.
+func (m *Memory) Unwatch(context.Context, string) error { return nil }
+
+// Listen hands every published snapshot to deliver until ctx ends.
+// Nothing is ever lost in memory, so resync is never called.
+func (m *Memory) Listen(ctx context.Context, deliver func(string, *Snapshot), _ func()) {
+	m.mu.Lock()
+	id := m.nextID
+	m.nextID++
+	m.listeners[id] = deliver
+	m.mu.Unlock()
+	<-ctx.Done()
+	m.mu.Lock()
+	delete(m.listeners, id)
+	m.mu.Unlock()
+}

@@ -1,0 +1,140 @@
+// Package stream keeps dashboards live. A broker keyed by the normalized
+// range runs one refresh loop per live range (not per client); a
+// Coordinator makes N instances compute each range once per interval (a
+// lease per interval, a fenced publish, an announcement to every
+// instance); and the snapshots fan out to Server-Sent Event clients
+// without ever blocking on one.
+//
+// The package knows no transport and no store: the HTTP edge hands it a
+// Sink or a hijacked connection, a summary Source computes, and a
+// Coordinator (Redis for many instances, Memory for one) shares the work.
+package stream
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/liveanalytics/analyticsd/summary"
+)
+
+// Source computes summaries; *summary.Service is one.
+type Source interface {
+	Get(ctx context.Context, r summary.Range) (summary.Result, error)
+	Refresh(ctx context.Context, r summary.Range) (summary.Result, error)
+}
+
+// Snapshot is one version of a range's summary as clients receive it.
+type Snapshot struct {
+	Version   int64
+	Data      []byte // the summary endpoint's JSON body
+	Published time.Time
+}
+
+// Coordinator shares the refresh of each live range between the instances
+// that hold it. Keys are summary.Spec keys. Redis implements it for many
+// instances; Memory for one process.
+type Coordinator interface {
+	// TryLease claims interval k of a range for ttl; won is false when
+	// another instance holds it.
+	TryLease(ctx context.Context, key string, k int64, ttl time.Duration) (won bool, err error)
+	// RenewLease extends this instance's lease on interval k by ttl.
+	RenewLease(ctx context.Context, key string, k int64, ttl time.Duration) error
+	// Publish stores s as the range's snapshot for ttl and announces it to
+	// every instance, unless a snapshot at least as new is stored: then it
+	// returns ErrFenced and changes nothing.
+	Publish(ctx context.Context, key string, s *Snapshot, ttl time.Duration) error
+	// Latest is the stored snapshot of a range, or nil.
+	Latest(ctx context.Context, key string) (*Snapshot, error)
+	// Watch and Unwatch say which ranges' announcements this instance
+	// wants; Listen may deliver others, which the broker ignores.
+	Watch(ctx context.Context, key string) error
+	Unwatch(ctx context.Context, key string) error
+	// Listen delivers announced snapshots until ctx ends. Announcements
+	// are at most once: after a gap (a reconnect) it calls resync, and
+	// the broker re-reads Latest for its ranges.
+	Listen(ctx context.Context, deliver func(key string, s *Snapshot), resync func())
+}
+
+// ErrFenced is Publish's answer when a newer snapshot is already stored:
+// a stalled old leader must never replace it.
+var ErrFenced = errors.New("stream: a newer snapshot is already stored")
+
+// Errors of Subscribe.
+var (
+	ErrClosed         = errors.New("stream: broker is shutting down")
+	ErrTooManyClients = errors.New("stream: too many clients")
+	ErrTooManyRanges  = errors.New("stream: too many live ranges")
+)
+
+// Options configure a Broker. DefaultOptions holds the defaults; a zero
+// field takes its default.
+type Options struct {
+	Interval          time.Duration // refresh step
+	LeaseTTL          time.Duration // how long a refresh lease holds [Interval/2]
+	Grace             time.Duration // a range outlives its last client by this
+	MaxClients        int           // per instance
+	MaxClientsPerAddr int           // per remote address
+	MaxRanges         int           // live ranges per instance
+	Heartbeat         time.Duration // comment on idle streams
+	WriteTimeout      time.Duration // deadline of one write to a client
+	Retry             time.Duration // reconnection delay sent to clients
+	Writers           int           // goroutines writing to detached streams
+	Logger            *slog.Logger
+	Metrics           *Metrics
+	Now               func() time.Time
+}
+
+// DefaultOptions are the defaults of every setting; the server's
+// configuration starts from them.
+func DefaultOptions() Options {
+	return Options{
+		Interval:          5 * time.Second,
+		Grace:             10 * time.Second,
+		MaxClients:        50_000,
+		MaxClientsPerAddr: 1000,
+		MaxRanges:         1000,
+		Heartbeat:         15 * time.Second,
+		WriteTimeout:      5 * time.Second,
+		Retry:             3 * time.Second,
+		Writers:           64,
+	}
+}
+
+// withDefaults fills every zero field.
+func (o Options) withDefaults() Options {
+	d := DefaultOptions()
+	set := func(v *time.Duration, def time.Duration) {
+		if *v <= 0 {
+			*v = def
+		}
+	}
+	set(&o.Interval, d.Interval)
+	set(&o.LeaseTTL, o.Interval/2)
+	set(&o.Grace, d.Grace)
+	set(&o.Heartbeat, d.Heartbeat)
+	set(&o.WriteTimeout, d.WriteTimeout)
+	set(&o.Retry, d.Retry)
+	for _, f := range []struct {
+		v   *int
+		def int
+	}{
+		{&o.MaxClients, d.MaxClients}, {&o.MaxClientsPerAddr, d.MaxClientsPerAddr},
+		{&o.MaxRanges, d.MaxRanges}, {&o.Writers, d.Writers},
+	} {
+		if *f.v <= 0 {
+			*f.v = f.def
+		}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics(nil)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
