@@ -186,6 +186,65 @@ try {
     await p2.close();
   });
 
+  await step("settings: the page waits for /api/v1/config, offline while it fails, then goes live", async () => {
+    const p = await context.newPage();
+    watch(p);
+    let refuse = true;
+    const asked = [];
+    p.on("request", (r) => r.url().includes("/api/") && asked.push(new URL(r.url()).pathname));
+    await p.route("**/api/v1/config**", (route) =>
+      refuse ? route.fulfill({ status: 503, contentType: "application/json", body: '{"error":{"code":"unavailable","message":"e2e"}}' }) : route.continue(),
+    );
+    await p.goto(base + "/?range=24h");
+    await waitFor("badge offline", async () => (await p.textContent("#badge")) === "offline", 10_000);
+    assert(asked.every((path) => path === "/api/v1/config"), `asked ${asked.join(", ")} before the settings`);
+    assert(await p.isVisible("#presets button"), "no controls while waiting for the settings");
+    refuse = false;
+    await waitFor("live", async () => (await p.textContent("#badge")) === "live" && (await cards(p)).total > 0, 15_000);
+    await p.close();
+  });
+
+  await step("settings: without max-age, polls follow the config's refresh interval", async () => {
+    const p = await context.newPage();
+    watch(p);
+    const cfg = await (await fetch(base + "/api/v1/config")).json();
+    assert(cfg.refreshIntervalMs === REFRESH_MS, `the config says ${JSON.stringify(cfg)}`);
+    await p.route("**/analytics/stream**", (route) => route.abort());
+    const polls = [];
+    // The feed's polls (the previous period is asked with absolute times), answered without
+    // Cache-Control or ETag so that only the config can set their pace.
+    await p.route("**/analytics/summary?from=now-1h**", async (route) => {
+      polls.push(Date.now());
+      const res = await route.fetch();
+      const headers = { ...res.headers() };
+      delete headers["cache-control"];
+      delete headers["etag"];
+      await route.fulfill({ response: res, headers });
+    });
+    await p.goto(base + "/?range=1h");
+    await waitFor("badge polling", async () => (await p.textContent("#badge")) === "polling", 10_000);
+    const from = polls.length;
+    await p.waitForTimeout(4 * REFRESH_MS + 500);
+    const n = polls.length - from;
+    assert(n >= 3, `${n} polls in ${4 * REFRESH_MS + 500} ms at a refresh interval of ${REFRESH_MS} ms`);
+    console.log(`     (${n} polls in ${4 * REFRESH_MS + 500} ms)`);
+    await p.close();
+  });
+
+  await step("buckets: the chart and the CSV leave the bucket to the server", async () => {
+    const p = await context.newPage();
+    watch(p);
+    const series = p.waitForResponse((r) => r.url().includes("/analytics/timeseries"));
+    await p.goto(base + "/?range=7d");
+    const res = await series;
+    assert(!new URL(res.url()).searchParams.has("bucket"), `the chart asked ${res.url()}`);
+    const { bucket } = await res.json();
+    assert(["minute", "hour", "day"].includes(bucket), `the server answered bucket ${bucket}`);
+    const csv = await p.getAttribute("#csv", "href");
+    assert(csv && !new URL(csv, base).searchParams.has("bucket"), `the CSV link is ${csv}`);
+    await p.close();
+  });
+
   await step("4. the kiosk URL renders with no controls", async () => {
     const k = await context.newPage();
     watch(k);
