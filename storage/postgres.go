@@ -164,9 +164,6 @@ func createDatabase(ctx context.Context, cfg *pgxpool.Config) error {
 	return nil
 }
 
-// Pool exposes the pool to the data generator and tests.
-func (db *DB) Pool() *pgxpool.Pool { return db.pool }
-
 // Close releases every connection.
 func (db *DB) Close() {
 	if db.read != db.pool {
