@@ -242,9 +242,7 @@ func benchIngest(ctx context.Context, w io.Writer, cfg Config, o benchOptions) e
 		if err := db.SetRollupTrigger(ctx, trigger); err != nil {
 			return 0, err
 		}
-		start := time.Now()
-		err := db.InsertEvents(ctx, rows)
-		return time.Since(start), err
+		return timeCopy(ctx, db, rows)
 	}
 	var with, without []time.Duration
 	for range 3 {
@@ -275,6 +273,13 @@ func benchIngest(ctx context.Context, w io.Writer, cfg Config, o benchOptions) e
 		return nil
 	}
 	return benchLag(ctx, w, db, o)
+}
+
+// timeCopy times one COPY of rows into events.
+func timeCopy(ctx context.Context, db *storage.DB, rows []ingest.Event) (time.Duration, error) {
+	start := time.Now()
+	err := db.InsertEvents(ctx, rows)
+	return time.Since(start), err
 }
 
 // benchEndpoint sends the rows through POST /api/v1/events (the real
@@ -364,9 +369,7 @@ func benchEndpoint(ctx context.Context, w io.Writer, db *storage.DB, rows []inge
 		if err := db.TruncateEvents(ctx); err != nil {
 			return 0, err
 		}
-		start := time.Now()
-		err := db.InsertEvents(ctx, rows)
-		return time.Since(start), err
+		return timeCopy(ctx, db, rows)
 	}
 	var httpT, copyT []time.Duration
 	for range 3 {
