@@ -42,12 +42,12 @@ func benchDB(b *testing.B) (*storage.DB, time.Time) {
 	}
 	var n int64
 	var end time.Time
-	if err := db.Pool().QueryRow(ctx, `SELECT count(*), coalesce(max(created_at), now()) FROM events`).Scan(&n, &end); err != nil {
+	if err := db.PoolForTest().QueryRow(ctx, `SELECT count(*), coalesce(max(created_at), now()) FROM events`).Scan(&n, &end); err != nil {
 		b.Fatal(err)
 	}
 	if n != want {
 		b.Logf("seeding %d events (found %d)", want, n)
-		if _, err := db.Pool().Exec(ctx, `TRUNCATE events`); err != nil {
+		if err := db.TruncateEvents(ctx); err != nil {
 			b.Fatal(err)
 		}
 		end = time.Now().UTC().Truncate(time.Hour)

@@ -230,7 +230,7 @@ func (db *DB) copyHours(ctx context.Context, p *picker, first time.Time, perHour
 		left--
 		return []any{p.user(), p.eventType(), ts}, nil
 	})
-	_, err := db.pool.CopyFrom(ctx, pgx.Identifier{"events"}, []string{"user_id", "event_type", "created_at"}, src)
+	_, err := copyEvents(ctx, db.pool, src)
 	return err
 }
 
@@ -281,7 +281,7 @@ func (db *DB) InsertRandom(ctx context.Context, n int, at time.Time, users int, 
 		ts := at.Add(-time.Duration(p.rng.Int64N(int64(time.Second/time.Millisecond))) * time.Millisecond).Truncate(time.Millisecond)
 		rows[i] = []any{p.user(), p.eventType(), ts}
 	}
-	if _, err := db.pool.CopyFrom(ctx, pgx.Identifier{"events"}, []string{"user_id", "event_type", "created_at"}, pgx.CopyFromRows(rows)); err != nil {
+	if _, err := copyEvents(ctx, db.pool, pgx.CopyFromRows(rows)); err != nil {
 		return fmt.Errorf("storage: insert: %w", err)
 	}
 	return nil

@@ -47,11 +47,7 @@ func (db *DB) WriteEvents(ctx context.Context, keyID, idemKey string, bodyHash [
 			return accepted, true, nil
 		}
 	}
-	rows := make([][]any, len(events))
-	for i, e := range events {
-		rows[i] = []any{e.UserID, e.EventType, e.CreatedAt}
-	}
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"events"}, []string{"user_id", "event_type", "created_at"}, pgx.CopyFromRows(rows)); err != nil {
+	if _, err := copyEvents(ctx, tx, eventRows(events)); err != nil {
 		return 0, false, fmt.Errorf("storage: ingest: %w", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -72,4 +68,33 @@ func (db *DB) expireIdempotency(ctx context.Context) {
 	if err != nil && !errors.Is(err, context.Canceled) {
 		db.lastExpiry.Store(last) // try again next time
 	}
+}
+
+// InsertEvents writes events as they are with one COPY, without an
+// idempotency key: for fixtures and benchmarks, which measure a raw COPY
+// with it.
+func (db *DB) InsertEvents(ctx context.Context, events []ingest.Event) error {
+	if _, err := copyEvents(ctx, db.pool, eventRows(events)); err != nil {
+		return fmt.Errorf("storage: insert events: %w", err)
+	}
+	return nil
+}
+
+// copier is what can COPY: the pool, a connection or a transaction.
+type copier interface {
+	CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error)
+}
+
+// copyEvents is the one COPY into events; every source yields rows of
+// user_id, event_type and created_at, in that order.
+func copyEvents(ctx context.Context, c copier, src pgx.CopyFromSource) (int64, error) {
+	return c.CopyFrom(ctx, pgx.Identifier{"events"}, []string{"user_id", "event_type", "created_at"}, src)
+}
+
+// eventRows is events as a COPY source.
+func eventRows(events []ingest.Event) pgx.CopyFromSource {
+	return pgx.CopyFromSlice(len(events), func(i int) ([]any, error) {
+		e := events[i]
+		return []any{e.UserID, e.EventType, e.CreatedAt}, nil
+	})
 }

@@ -16,18 +16,26 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
+// The defaults of Options' zero values, for callers that show or derive
+// their own defaults from them.
+const (
+	DefaultMaxConns         = 10
+	DefaultStatementTimeout = 30 * time.Second
+	DefaultBitmapCacheBytes = 256 << 20 // 256 MiB
+)
+
 // Options configure the pool. Zero values take the defaults in brackets.
 type Options struct {
 	URL              string
-	MaxConns         int32         // [10]
+	MaxConns         int32         // [DefaultMaxConns]
 	MinConns         int32         // [0]
 	ConnectTimeout   time.Duration // [5s]
-	StatementTimeout time.Duration // [30s]; a runaway query is cancelled by the server
+	StatementTimeout time.Duration // [DefaultStatementTimeout]; a runaway query is cancelled by the server
 	// CreateDatabase creates the database named in URL when it does not
 	// exist and the role is allowed to.
 	CreateDatabase bool
 	// BitmapCacheBytes bounds the in-process cache of decoded rollup
-	// bitmaps [256 MiB]; negative disables it.
+	// bitmaps [DefaultBitmapCacheBytes]; negative disables it.
 	BitmapCacheBytes int64
 	// Naive answers summaries with the plain SQL aggregates instead of the
 	// rollups (for comparison and as an escape hatch).
@@ -79,7 +87,7 @@ func Open(ctx context.Context, o Options) (*DB, error) {
 	}
 	switch {
 	case o.BitmapCacheBytes == 0:
-		db.bitmaps = newBitmapCache(256 << 20)
+		db.bitmaps = newBitmapCache(DefaultBitmapCacheBytes)
 	case o.BitmapCacheBytes > 0:
 		db.bitmaps = newBitmapCache(o.BitmapCacheBytes)
 	}
@@ -97,13 +105,13 @@ func poolConfig(o Options) (*pgxpool.Config, error) {
 		// pgx's message can echo the password; say only what is wrong.
 		return nil, errors.New("storage: DATABASE_URL is not a valid PostgreSQL URL or DSN")
 	}
-	cfg.MaxConns = orDefault(o.MaxConns, 10)
+	cfg.MaxConns = orDefault(o.MaxConns, DefaultMaxConns)
 	cfg.MinConns = o.MinConns
 	cfg.MaxConnLifetime = time.Hour
 	cfg.MaxConnIdleTime = 5 * time.Minute
 	cfg.HealthCheckPeriod = 30 * time.Second
 	cfg.ConnConfig.ConnectTimeout = orDefault(o.ConnectTimeout, 5*time.Second)
-	st := orDefault(o.StatementTimeout, 30*time.Second)
+	st := orDefault(o.StatementTimeout, DefaultStatementTimeout)
 	if _, set := cfg.ConnConfig.RuntimeParams["statement_timeout"]; !set {
 		cfg.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(st.Milliseconds(), 10)
 	}
@@ -155,9 +163,6 @@ func createDatabase(ctx context.Context, cfg *pgxpool.Config) error {
 	}
 	return nil
 }
-
-// Pool exposes the pool to the data generator and tests.
-func (db *DB) Pool() *pgxpool.Pool { return db.pool }
 
 // Close releases every connection.
 func (db *DB) Close() {

@@ -120,9 +120,76 @@ type bucketMeta struct {
 	counts  []int64
 }
 
-// aggregate is Aggregate on the rollups, inside tx.
+// aggregate is Aggregate on the rollups, inside tx, in as few round trips
+// as the data allows: freshness, then bucket metas and raw rows together,
+// then dictionary ids and bitmaps only for what the caches miss.
 func (db *DB) aggregate(ctx context.Context, tx pgx.Tx, eventType string, ivs []Interval) ([]summary.Summary, error) {
-	lo, hi := ivs[0].From, ivs[0].To
+	a := &aggregation{db: db, tx: tx, eventType: eventType, ivs: ivs}
+
+	// 1. What is not current: dirty minutes and pending parents.
+	lo, hi := span(ivs)
+	f, err := loadFreshness(ctx, tx, lo, hi)
+	if err != nil {
+		return nil, err
+	}
+
+	// 2. The plans, and the buckets and raw intervals they need.
+	a.plan(f)
+
+	// 3. The buckets' counts and versions, and the raw rows, in one round trip.
+	if err := a.loadMetasAndRaw(ctx); err != nil {
+		return nil, err
+	}
+
+	// 4. The raw rows' users as dictionary ids; a user the worker has not
+	// put in the dictionary yet (in this snapshot) stays a name. A cached
+	// id is always right: the dictionary only grows, and an id newer than
+	// this snapshot is in none of its bitmaps, so it counts once either way.
+	if a.ids, err = db.dictIDs(ctx, tx, a.rawUsers); err != nil {
+		return nil, err
+	}
+
+	// 5. The bitmaps not decoded yet.
+	if err := a.loadBitmaps(ctx); err != nil {
+		return nil, err
+	}
+
+	// 6. Combine.
+	return a.combine(), nil
+}
+
+// aggregation is the state of one aggregate call, filled in step by step.
+type aggregation struct {
+	db        *DB
+	tx        pgx.Tx
+	eventType string
+	ivs       []Interval
+
+	// Step 2: a plan per interval; the distinct buckets they need, each
+	// at its position in index (grains, starts and metas line up); and
+	// the raw intervals, each with the index of its interval.
+	plans  []plan
+	index  map[bucketKey]int
+	grains []int16
+	starts []time.Time
+	rawLo  []time.Time
+	rawHi  []time.Time
+	rawIdx []int32
+
+	// Step 3: the buckets' metas (nil for a bucket without a row), and per
+	// interval the raw rows' events, counts by type and users.
+	metas      []*bucketMeta
+	out        []summary.Summary
+	typeCounts []map[string]int64
+	rawUsers   []map[string]struct{}
+
+	ids     map[string]uint32         // step 4
+	bitmaps map[int64]*roaring.Bitmap // step 5, by version
+}
+
+// span is the smallest interval that holds all of ivs (not empty).
+func span(ivs []Interval) (lo, hi time.Time) {
+	lo, hi = ivs[0].From, ivs[0].To
 	for _, iv := range ivs[1:] {
 		if iv.From.Before(lo) {
 			lo = iv.From
@@ -131,183 +198,182 @@ func (db *DB) aggregate(ctx context.Context, tx pgx.Tx, eventType string, ivs []
 			hi = iv.To
 		}
 	}
-	// 1. What is not current: dirty minutes and pending parents.
-	f, err := loadFreshness(ctx, tx, lo, hi)
-	if err != nil {
-		return nil, err
-	}
+	return lo, hi
+}
 
-	// 2. The plans, and the buckets and raw intervals they need.
-	plans := make([]plan, len(ivs))
-	index := map[bucketKey]int{}
-	var grains []int16
-	var starts []time.Time
-	var rawLo, rawHi []time.Time
-	var rawIdx []int32
-	for i, iv := range ivs {
+// plan decomposes each non-empty interval under f and collects the
+// distinct buckets and the raw intervals of all the plans.
+func (a *aggregation) plan(f *freshness) {
+	a.plans = make([]plan, len(a.ivs))
+	a.index = map[bucketKey]int{}
+	for i, iv := range a.ivs {
 		if !iv.From.Before(iv.To) {
 			continue
 		}
-		plans[i] = decompose(iv, f)
-		for _, k := range plans[i].Buckets {
-			if _, ok := index[k]; !ok {
-				index[k] = len(grains)
-				grains = append(grains, int16(k.Grain))
-				starts = append(starts, k.time())
+		a.plans[i] = decompose(iv, f)
+		for _, k := range a.plans[i].Buckets {
+			if _, ok := a.index[k]; !ok {
+				a.index[k] = len(a.grains)
+				a.grains = append(a.grains, int16(k.Grain))
+				a.starts = append(a.starts, k.time())
 			}
 		}
-		for _, r := range plans[i].Raw {
-			rawLo, rawHi, rawIdx = append(rawLo, r.From), append(rawHi, r.To), append(rawIdx, int32(i))
+		for _, r := range a.plans[i].Raw {
+			a.rawLo, a.rawHi, a.rawIdx = append(a.rawLo, r.From), append(a.rawHi, r.To), append(a.rawIdx, int32(i))
 		}
 	}
+}
 
-	// 3. The buckets' counts and versions, and the raw rows, in one round trip.
-	metas := make([]*bucketMeta, len(grains))
-	out := make([]summary.Summary, len(ivs))
-	typeCounts := make([]map[string]int64, len(ivs))
-	for i := range typeCounts {
-		typeCounts[i] = map[string]int64{}
+// loadMetasAndRaw reads the buckets' metas and the raw rows in one batch.
+func (a *aggregation) loadMetasAndRaw(ctx context.Context) error {
+	a.metas = make([]*bucketMeta, len(a.grains))
+	a.out = make([]summary.Summary, len(a.ivs))
+	a.typeCounts = make([]map[string]int64, len(a.ivs))
+	for i := range a.typeCounts {
+		a.typeCounts[i] = map[string]int64{}
 	}
-	rawUsers := make([]map[string]struct{}, len(ivs))
+	a.rawUsers = make([]map[string]struct{}, len(a.ivs))
 	batch := &pgx.Batch{}
-	if len(grains) > 0 {
-		onMeta := func(rows pgx.Rows) error {
-			for rows.Next() {
-				var g int16
-				var b time.Time
-				m := &bucketMeta{}
-				var err error
-				if eventType == "" {
-					err = rows.Scan(&g, &b, &m.version, &m.events, &m.names, &m.counts)
-				} else {
-					err = rows.Scan(&g, &b, &m.version, &m.events)
-				}
-				if err != nil {
-					return err
-				}
-				metas[index[bucketKey{Grain(g), b.UnixMicro()}]] = m
-			}
-			return rows.Err()
-		}
-		if eventType == "" {
-			batch.Queue(totalsMetaSQL, grains, starts).Query(onMeta)
+	if len(a.grains) > 0 {
+		if a.eventType == "" {
+			batch.Queue(totalsMetaSQL, a.grains, a.starts).Query(a.scanMetas)
 		} else {
-			batch.Queue(typesMetaSQL, grains, starts, eventType).Query(onMeta)
+			batch.Queue(typesMetaSQL, a.grains, a.starts, a.eventType).Query(a.scanMetas)
 		}
 	}
-	if len(rawLo) > 0 {
-		batch.Queue(rawSQL, rawLo, rawHi, rawIdx, eventType).Query(func(rows pgx.Rows) error {
-			var (
-				i    int32
-				typ  string
-				user string
-			)
-			_, err := pgx.ForEachRow(rows, []any{&i, &typ, &user}, func() error {
-				out[i].TotalEvents++
-				typeCounts[i][typ]++
-				if rawUsers[i] == nil {
-					rawUsers[i] = map[string]struct{}{}
-				}
-				rawUsers[i][user] = struct{}{}
-				return nil
-			})
-			return err
-		})
+	if len(a.rawLo) > 0 {
+		batch.Queue(rawSQL, a.rawLo, a.rawHi, a.rawIdx, a.eventType).Query(a.scanRaw)
 	}
 	if batch.Len() > 0 {
-		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
-			return nil, err
+		return a.tx.SendBatch(ctx, batch).Close()
+	}
+	return nil
+}
+
+// scanMetas reads rows of totalsMetaSQL, or of typesMetaSQL with an event
+// type, into metas.
+func (a *aggregation) scanMetas(rows pgx.Rows) error {
+	for rows.Next() {
+		var g int16
+		var b time.Time
+		m := &bucketMeta{}
+		var err error
+		if a.eventType == "" {
+			err = rows.Scan(&g, &b, &m.version, &m.events, &m.names, &m.counts)
+		} else {
+			err = rows.Scan(&g, &b, &m.version, &m.events)
 		}
+		if err != nil {
+			return err
+		}
+		a.metas[a.index[bucketKey{Grain(g), b.UnixMicro()}]] = m
 	}
+	return rows.Err()
+}
 
-	// 4. The raw rows' users as dictionary ids; a user the worker has not
-	// put in the dictionary yet (in this snapshot) stays a name. A cached
-	// id is always right: the dictionary only grows, and an id newer than
-	// this snapshot is in none of its bitmaps, so it counts once either way.
-	ids, err := db.dictIDs(ctx, tx, rawUsers)
-	if err != nil {
-		return nil, err
-	}
+// scanRaw counts rows of rawSQL into their intervals.
+func (a *aggregation) scanRaw(rows pgx.Rows) error {
+	var (
+		i    int32
+		typ  string
+		user string
+	)
+	_, err := pgx.ForEachRow(rows, []any{&i, &typ, &user}, func() error {
+		a.out[i].TotalEvents++
+		a.typeCounts[i][typ]++
+		if a.rawUsers[i] == nil {
+			a.rawUsers[i] = map[string]struct{}{}
+		}
+		a.rawUsers[i][user] = struct{}{}
+		return nil
+	})
+	return err
+}
 
-	// 5. The bitmaps not decoded yet.
-	bitmaps := make(map[int64]*roaring.Bitmap, len(metas))
+// loadBitmaps takes the buckets' user bitmaps from the cache, and reads
+// and decodes the ones it misses (caching them) in one query.
+func (a *aggregation) loadBitmaps(ctx context.Context) error {
+	a.bitmaps = make(map[int64]*roaring.Bitmap, len(a.metas))
 	var missG []int16
 	var missS []time.Time
-	for j, m := range metas {
+	for j, m := range a.metas {
 		if m == nil {
 			continue // an empty bucket has no row
 		}
-		if bm, ok := db.bitmaps.get(m.version); ok {
-			bitmaps[m.version] = bm
+		if bm, ok := a.db.bitmaps.get(m.version); ok {
+			a.bitmaps[m.version] = bm
 			continue
 		}
-		missG, missS = append(missG, grains[j]), append(missS, starts[j])
+		missG, missS = append(missG, a.grains[j]), append(missS, a.starts[j])
 	}
-	if len(missG) > 0 {
-		var rows pgx.Rows
-		var err error
-		if eventType == "" {
-			rows, err = tx.Query(ctx, totalsUsersSQL, missG, missS)
-		} else {
-			rows, err = tx.Query(ctx, typesUsersSQL, missG, missS, eventType)
-		}
+	if len(missG) == 0 {
+		return nil
+	}
+	var rows pgx.Rows
+	var err error
+	if a.eventType == "" {
+		rows, err = a.tx.Query(ctx, totalsUsersSQL, missG, missS)
+	} else {
+		rows, err = a.tx.Query(ctx, typesUsersSQL, missG, missS, a.eventType)
+	}
+	if err != nil {
+		return err
+	}
+	var version int64
+	var buf []byte
+	_, err = pgx.ForEachRow(rows, []any{&version, &buf}, func() error {
+		bm, err := decodeBitmap(buf)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		var version int64
-		var buf []byte
-		if _, err := pgx.ForEachRow(rows, []any{&version, &buf}, func() error {
-			bm, err := decodeBitmap(buf)
-			if err != nil {
-				return err
-			}
-			bitmaps[version] = bm
-			db.bitmaps.add(version, bm, int64(len(buf))+64)
-			buf = nil // FromBuffer keeps it; let the next row have its own
-			return nil
-		}); err != nil {
-			return nil, err
-		}
-	}
+		a.bitmaps[version] = bm
+		a.db.bitmaps.add(version, bm, int64(len(buf))+64)
+		buf = nil // FromBuffer keeps it; let the next row have its own
+		return nil
+	})
+	return err
+}
 
-	// 6. Combine.
-	for i := range ivs {
-		s := &out[i]
+// combine adds each interval's buckets to its raw counts, and counts its
+// users across bucket bitmaps, raw ids and raw names.
+func (a *aggregation) combine() []summary.Summary {
+	for i := range a.ivs {
+		s := &a.out[i]
 		var parts []*roaring.Bitmap
-		for _, k := range plans[i].Buckets {
-			m := metas[index[k]]
+		for _, k := range a.plans[i].Buckets {
+			m := a.metas[a.index[k]]
 			if m == nil {
 				continue
 			}
 			s.TotalEvents += m.events
-			if eventType == "" {
+			if a.eventType == "" {
 				for j, name := range m.names {
-					typeCounts[i][name] += m.counts[j]
+					a.typeCounts[i][name] += m.counts[j]
 				}
 			} else {
-				typeCounts[i][eventType] += m.events
+				a.typeCounts[i][a.eventType] += m.events
 			}
-			parts = append(parts, bitmaps[m.version])
+			parts = append(parts, a.bitmaps[m.version])
 		}
 		var rawIDs []uint32
 		var names int64
-		for u := range rawUsers[i] {
-			if id, ok := ids[u]; ok {
+		for u := range a.rawUsers[i] {
+			if id, ok := a.ids[u]; ok {
 				rawIDs = append(rawIDs, id)
 			} else {
 				names++
 			}
 		}
 		s.UniqueUsers = uniqueUsers(parts, rawIDs) + names
-		s.EventsByType = make(summary.TypeCounts, 0, len(typeCounts[i]))
-		for name, n := range typeCounts[i] {
+		s.EventsByType = make(summary.TypeCounts, 0, len(a.typeCounts[i]))
+		for name, n := range a.typeCounts[i] {
 			if n > 0 {
 				s.EventsByType = append(s.EventsByType, summary.TypeCount{Type: name, Count: n})
 			}
 		}
 		s.EventsByType.Sort()
 	}
-	return out, nil
+	return a.out
 }
 
 // dictIDs maps the users of raw rows to dictionary ids, from the

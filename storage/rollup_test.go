@@ -41,8 +41,7 @@ func insertRandom(t testing.TB, db *DB, rng *rand.Rand, n int, at func() time.Ti
 	for i := range rows {
 		rows[i] = []any{fmt.Sprintf("user-%d", rng.IntN(700)), testTypes[rng.IntN(len(testTypes))], at()}
 	}
-	if _, err := db.pool.CopyFrom(context.Background(), pgx.Identifier{"events"},
-		[]string{"user_id", "event_type", "created_at"}, pgx.CopyFromRows(rows)); err != nil {
+	if _, err := copyEvents(context.Background(), db.pool, pgx.CopyFromRows(rows)); err != nil {
 		t.Error(err)
 	}
 }

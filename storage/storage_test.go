@@ -49,7 +49,7 @@ func TestConcurrentMigrationsApplyOnce(t *testing.T) {
 	}
 	db := open(t, url)
 	var versions int
-	if err := db.Pool().QueryRow(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&versions); err != nil {
+	if err := db.PoolForTest().QueryRow(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&versions); err != nil {
 		t.Fatal(err)
 	}
 	if total != versions {
@@ -74,12 +74,12 @@ func TestOpenCreatesMissingDatabase(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got string
-	if err := db.Pool().QueryRow(ctx, `SELECT current_database()`).Scan(&got); err != nil || got != name {
+	if err := db.PoolForTest().QueryRow(ctx, `SELECT current_database()`).Scan(&got); err != nil || got != name {
 		t.Fatalf("current_database %q, %v", got, err)
 	}
 	db.Close()
 	admin := open(t, base)
-	if _, err := admin.Pool().Exec(ctx, `DROP DATABASE `+name); err != nil {
+	if _, err := admin.PoolForTest().Exec(ctx, `DROP DATABASE `+name); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -92,10 +92,10 @@ func TestStatementTimeoutIsSet(t *testing.T) {
 	}
 	defer db.Close()
 	var v string
-	if err := db.Pool().QueryRow(context.Background(), `SHOW statement_timeout`).Scan(&v); err != nil || v != "1234ms" {
+	if err := db.PoolForTest().QueryRow(context.Background(), `SHOW statement_timeout`).Scan(&v); err != nil || v != "1234ms" {
 		t.Fatalf("statement_timeout %q, %v", v, err)
 	}
-	if _, err := db.Pool().Exec(context.Background(), `SELECT pg_sleep(3)`); err == nil {
+	if _, err := db.PoolForTest().Exec(context.Background(), `SELECT pg_sleep(3)`); err == nil {
 		t.Fatal("a query longer than the statement timeout must be cancelled")
 	}
 }
@@ -120,7 +120,7 @@ func TestSeedIsRealistic(t *testing.T) {
 	var n, users int64
 	var minT, maxT time.Time
 	q := `SELECT count(*), count(DISTINCT user_id), min(created_at), max(created_at) FROM events`
-	if err := db.Pool().QueryRow(ctx, q).Scan(&n, &users, &minT, &maxT); err != nil {
+	if err := db.PoolForTest().QueryRow(ctx, q).Scan(&n, &users, &minT, &maxT); err != nil {
 		t.Fatal(err)
 	}
 	if n != opts.Events || users > int64(opts.Users) || minT.Before(end.Add(-7*24*time.Hour)) || !maxT.Before(end) {
@@ -128,7 +128,7 @@ func TestSeedIsRealistic(t *testing.T) {
 	}
 	// Weighted types: page_view > click > purchase, nothing else.
 	var pv, cl, pu, other int64
-	err = db.Pool().QueryRow(ctx, `SELECT
+	err = db.PoolForTest().QueryRow(ctx, `SELECT
 		count(*) FILTER (WHERE event_type = 'page_view'), count(*) FILTER (WHERE event_type = 'click'),
 		count(*) FILTER (WHERE event_type = 'purchase'),
 		count(*) FILTER (WHERE event_type NOT IN ('page_view', 'click', 'purchase')) FROM events`).Scan(&pv, &cl, &pu, &other)
@@ -138,14 +138,14 @@ func TestSeedIsRealistic(t *testing.T) {
 	// Skewed users: the busiest tenth of users makes far more than a tenth
 	// of the events.
 	var topShare float64
-	err = db.Pool().QueryRow(ctx, `WITH u AS (SELECT count(*) AS n FROM events GROUP BY user_id ORDER BY n DESC)
+	err = db.PoolForTest().QueryRow(ctx, `WITH u AS (SELECT count(*) AS n FROM events GROUP BY user_id ORDER BY n DESC)
 		SELECT (SELECT sum(n) FROM (SELECT n FROM u LIMIT (SELECT count(*) / 10 FROM u)) top)::float8 / (SELECT sum(n) FROM u)`).Scan(&topShare)
 	if err != nil || topShare < 0.3 {
 		t.Fatalf("top 10%% of users make %.2f of events (%v)", topShare, err)
 	}
 	// Day/night rhythm: the peak hour has at least three times the trough.
 	var peak, trough int64
-	err = db.Pool().QueryRow(ctx, `SELECT
+	err = db.PoolForTest().QueryRow(ctx, `SELECT
 		count(*) FILTER (WHERE extract(hour FROM created_at AT TIME ZONE 'UTC') = 16),
 		count(*) FILTER (WHERE extract(hour FROM created_at AT TIME ZONE 'UTC') = 4) FROM events`).Scan(&peak, &trough)
 	if err != nil || peak < 3*trough {
@@ -161,10 +161,10 @@ func TestSeedIsRealistic(t *testing.T) {
 	}
 	fp := `SELECT sum(hashtext(user_id || event_type || created_at::text)::bigint) FROM events`
 	var a, b int64
-	if err := db.Pool().QueryRow(ctx, fp).Scan(&a); err != nil {
+	if err := db.PoolForTest().QueryRow(ctx, fp).Scan(&a); err != nil {
 		t.Fatal(err)
 	}
-	if err := db2.Pool().QueryRow(ctx, fp).Scan(&b); err != nil {
+	if err := db2.PoolForTest().QueryRow(ctx, fp).Scan(&b); err != nil {
 		t.Fatal(err)
 	}
 	if a != b {
@@ -187,7 +187,7 @@ func TestInsertRandomAndHasEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	var n int
-	if err := db.Pool().QueryRow(ctx, `SELECT count(*) FROM events WHERE created_at > $1 AND created_at <= $2`, at.Add(-time.Second), at).Scan(&n); err != nil || n != 7 {
+	if err := db.PoolForTest().QueryRow(ctx, `SELECT count(*) FROM events WHERE created_at > $1 AND created_at <= $2`, at.Add(-time.Second), at).Scan(&n); err != nil || n != 7 {
 		t.Fatalf("inserted %d in the second before at (%v)", n, err)
 	}
 	if has, _ := db.HasEvents(ctx); !has {

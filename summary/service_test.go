@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/liveanalytics/analyticsd/internal/ingest"
 	"github.com/liveanalytics/analyticsd/internal/redis"
 	"github.com/liveanalytics/analyticsd/internal/testenv"
 	"github.com/liveanalytics/analyticsd/storage"
@@ -28,11 +29,19 @@ func openStore(t *testing.T) *storage.DB {
 	if _, err := db.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	_, err = db.Pool().Exec(ctx, `INSERT INTO events (user_id, event_type, created_at) VALUES
-		('alice', 'page_view', '2024-01-01T00:00:00Z'),
-		('alice', 'click',     '2024-01-01T10:00:00Z'),
-		('bob',   'page_view', '2024-01-01T23:59:59.999Z'),
-		('carol', 'purchase',  '2024-01-02T00:00:00Z')`)
+	at := func(s string) time.Time {
+		ts, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ts
+	}
+	err = db.InsertEvents(ctx, []ingest.Event{
+		{UserID: "alice", EventType: "page_view", CreatedAt: at("2024-01-01T00:00:00Z")},
+		{UserID: "alice", EventType: "click", CreatedAt: at("2024-01-01T10:00:00Z")},
+		{UserID: "bob", EventType: "page_view", CreatedAt: at("2024-01-01T23:59:59.999Z")},
+		{UserID: "carol", EventType: "purchase", CreatedAt: at("2024-01-02T00:00:00Z")},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

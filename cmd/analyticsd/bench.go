@@ -10,7 +10,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/url"
 	"reflect"
 	"slices"
 	"strconv"
@@ -19,11 +18,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/liveanalytics/analyticsd/internal/api"
 	"github.com/liveanalytics/analyticsd/internal/auth"
+	"github.com/liveanalytics/analyticsd/internal/ingest"
 	"github.com/liveanalytics/analyticsd/storage"
 	"github.com/liveanalytics/analyticsd/stream"
 	"github.com/liveanalytics/analyticsd/summary"
@@ -69,9 +68,9 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	// Never DATABASE_URL itself: the benchmark truncates its database.
 	if benchURL == "" {
-		benchURL = withDatabase(cfg.DatabaseURL, "analytics_bench")
+		benchURL = storage.WithDatabase(cfg.DatabaseURL, "analytics_bench")
 	}
-	if name := databaseName(benchURL); !strings.Contains(name, "bench") {
+	if name := storage.DatabaseName(benchURL); !strings.Contains(name, "bench") {
 		return fmt.Errorf("%w: the benchmark database %q must have \"bench\" in its name: it truncates the events table", errUsage, name)
 	}
 	cfg.DatabaseURL = benchURL
@@ -80,13 +79,13 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	defer db.Close()
-	var have int64
-	if err := db.Pool().QueryRow(ctx, `SELECT count(*) FROM events`).Scan(&have); err != nil {
+	have, err := db.CountEvents(ctx)
+	if err != nil {
 		return err
 	}
 	if have != o.events {
 		fmt.Fprintf(stdout, "seeding %d events over %d days, %d users (the database has %d)\n", o.events, o.days, o.users, have)
-		if _, err := db.Pool().Exec(ctx, `TRUNCATE events`); err != nil {
+		if err := db.TruncateEvents(ctx); err != nil {
 			return err
 		}
 		st, err := db.Seed(ctx, storage.SeedOptions{Events: o.events, Days: o.days, Users: o.users, Seed: 42})
@@ -100,15 +99,11 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	fmt.Fprintf(stdout, "rollup worker caught up in %s\n", time.Since(start).Round(time.Millisecond))
-	var bytes int64
-	if err := db.Pool().QueryRow(ctx, `SELECT pg_total_relation_size('rollup_totals') + pg_total_relation_size('rollup_types') + pg_total_relation_size('user_dict')`).Scan(&bytes); err != nil {
+	rollupBytes, eventBytes, err := db.Sizes(ctx)
+	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "rollup tables and dictionary: %.1f MiB; events table: ", float64(bytes)/(1<<20))
-	if err := db.Pool().QueryRow(ctx, `SELECT pg_total_relation_size('events')`).Scan(&bytes); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "%.1f MiB\n\n", float64(bytes)/(1<<20))
+	fmt.Fprintf(stdout, "rollup tables and dictionary: %.1f MiB; events table: %.1f MiB\n\n", float64(rollupBytes)/(1<<20), float64(eventBytes)/(1<<20))
 
 	naive, err := storage.Open(ctx, storage.Options{URL: cfg.DatabaseURL, StatementTimeout: cfg.DBStatementTimeout, Naive: true})
 	if err != nil {
@@ -190,8 +185,7 @@ func benchQueries(ctx context.Context, w io.Writer, db, naive *storage.DB, o ben
 }
 
 func mustCount(ctx context.Context, db *storage.DB) int64 {
-	var n int64
-	_ = db.Pool().QueryRow(ctx, `SELECT count(*) FROM events`).Scan(&n)
+	n, _ := db.CountEvents(ctx)
 	return n
 }
 
@@ -224,43 +218,32 @@ func ms(d time.Duration) string {
 // and how far the worker trails a sustained insert stream, in a scratch
 // schema of the same database.
 func benchIngest(ctx context.Context, w io.Writer, cfg Config, o benchOptions) error {
-	schema := fmt.Sprintf("bench_ingest_%d", time.Now().UnixNano())
-	admin, err := pgx.Connect(ctx, cfg.DatabaseURL)
+	scratchURL, drop, err := storage.ScratchSchema(ctx, cfg.DatabaseURL, "bench_ingest_")
 	if err != nil {
 		return err
 	}
-	defer admin.Close(context.WithoutCancel(ctx))
-	if _, err := admin.Exec(ctx, `CREATE SCHEMA `+schema); err != nil {
-		return err
-	}
-	defer admin.Exec(context.WithoutCancel(ctx), `DROP SCHEMA `+schema+` CASCADE`) //nolint:errcheck // best effort
+	defer drop() //nolint:errcheck // best effort
 	scfg := cfg
-	scfg.DatabaseURL = withSearchPath(cfg.DatabaseURL, schema)
+	scfg.DatabaseURL = scratchURL
 	db, err := openMigrated(ctx, scfg)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
 	rng := rand.New(rand.NewPCG(1, 2))
-	rows := make([][]any, o.ingestRows)
+	rows := make([]ingest.Event, o.ingestRows)
 	base := time.Now().Add(-24 * time.Hour)
 	for i := range rows {
-		rows[i] = []any{"u" + strconv.Itoa(rng.IntN(o.users)), "page_view", base.Add(time.Duration(i) * 86 * time.Microsecond)}
+		rows[i] = ingest.Event{UserID: "u" + strconv.Itoa(rng.IntN(o.users)), EventType: "page_view", CreatedAt: base.Add(time.Duration(i) * 86 * time.Microsecond)}
 	}
 	copyOnce := func(trigger bool) (time.Duration, error) {
-		if _, err := db.Pool().Exec(ctx, `TRUNCATE events`); err != nil {
+		if err := db.TruncateEvents(ctx); err != nil {
 			return 0, err
 		}
-		act := "ENABLE"
-		if !trigger {
-			act = "DISABLE"
-		}
-		if _, err := db.Pool().Exec(ctx, `ALTER TABLE events `+act+` TRIGGER events_rollup_insert`); err != nil {
+		if err := db.SetRollupTrigger(ctx, trigger); err != nil {
 			return 0, err
 		}
-		start := time.Now()
-		_, err := db.Pool().CopyFrom(ctx, pgx.Identifier{"events"}, []string{"user_id", "event_type", "created_at"}, pgx.CopyFromRows(rows))
-		return time.Since(start), err
+		return timeCopy(ctx, db, rows)
 	}
 	var with, without []time.Duration
 	for range 3 {
@@ -293,11 +276,18 @@ func benchIngest(ctx context.Context, w io.Writer, cfg Config, o benchOptions) e
 	return benchLag(ctx, w, db, o)
 }
 
+// timeCopy times one COPY of rows into events.
+func timeCopy(ctx context.Context, db *storage.DB, rows []ingest.Event) (time.Duration, error) {
+	start := time.Now()
+	err := db.InsertEvents(ctx, rows)
+	return time.Since(start), err
+}
+
 // benchEndpoint sends the rows through POST /api/v1/events (the real
 // handler, middleware and API key check, rate limits off) in batches of
 // 1,000 from 4 concurrent senders, and COPYs the same rows into the same
 // table, both with the trigger on, and compares the rates.
-func benchEndpoint(ctx context.Context, w io.Writer, db *storage.DB, rows [][]any) error {
+func benchEndpoint(ctx context.Context, w io.Writer, db *storage.DB, rows []ingest.Event) error {
 	const senders, per = 4, 1000
 	token, entry, err := auth.Generate(auth.ScopeIngest)
 	if err != nil {
@@ -332,14 +322,14 @@ func benchEndpoint(ctx context.Context, w io.Writer, db *storage.DB, rows [][]an
 			if j > i {
 				b.WriteByte(',')
 			}
-			fmt.Fprintf(&b, `{"user_id":%q,"event_type":%q,"created_at":%q}`, rows[j][0], rows[j][1], rows[j][2].(time.Time).UTC().Format(time.RFC3339Nano))
+			fmt.Fprintf(&b, `{"user_id":%q,"event_type":%q,"created_at":%q}`, rows[j].UserID, rows[j].EventType, rows[j].CreatedAt.UTC().Format(time.RFC3339Nano))
 		}
 		b.WriteByte(']')
 		bodies = append(bodies, b.Bytes())
 	}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: senders}}
 	viaHTTP := func() (time.Duration, error) {
-		if _, err := db.Pool().Exec(ctx, `TRUNCATE events`); err != nil {
+		if err := db.TruncateEvents(ctx); err != nil {
 			return 0, err
 		}
 		var next atomic.Int64
@@ -378,12 +368,10 @@ func benchEndpoint(ctx context.Context, w io.Writer, db *storage.DB, rows [][]an
 		return time.Since(start), firstErr
 	}
 	viaCopy := func() (time.Duration, error) {
-		if _, err := db.Pool().Exec(ctx, `TRUNCATE events`); err != nil {
+		if err := db.TruncateEvents(ctx); err != nil {
 			return 0, err
 		}
-		start := time.Now()
-		_, err := db.Pool().CopyFrom(ctx, pgx.Identifier{"events"}, []string{"user_id", "event_type", "created_at"}, pgx.CopyFromRows(rows))
-		return time.Since(start), err
+		return timeCopy(ctx, db, rows)
 	}
 	var httpT, copyT []time.Duration
 	for range 3 {
@@ -411,7 +399,7 @@ func benchEndpoint(ctx context.Context, w io.Writer, db *storage.DB, rows [][]an
 // events per second in 10 batches a second — 90% live, 10% late by up to a
 // day — and samples the worker's backlog.
 func benchLag(ctx context.Context, w io.Writer, db *storage.DB, o benchOptions) error {
-	if _, err := db.Pool().Exec(ctx, `TRUNCATE events`); err != nil {
+	if err := db.TruncateEvents(ctx); err != nil {
 		return err
 	}
 	roller := db.NewRoller(storage.RollupOptions{})
@@ -439,15 +427,15 @@ func benchLag(ctx context.Context, w io.Writer, db *storage.DB, o benchOptions) 
 			case <-tick.C:
 			}
 			now := time.Now()
-			rows := make([][]any, batch)
+			rows := make([]ingest.Event, batch)
 			for i := range rows {
 				at := now
 				if rng.IntN(10) == 0 {
 					at = now.Add(-time.Duration(rng.Int64N(int64(24 * time.Hour))))
 				}
-				rows[i] = []any{"u" + strconv.Itoa(rng.IntN(o.users)), "page_view", at}
+				rows[i] = ingest.Event{UserID: "u" + strconv.Itoa(rng.IntN(o.users)), EventType: "page_view", CreatedAt: at}
 			}
-			if _, err := db.Pool().CopyFrom(wctx, pgx.Identifier{"events"}, []string{"user_id", "event_type", "created_at"}, pgx.CopyFromRows(rows)); err != nil {
+			if err := db.InsertEvents(wctx, rows); err != nil {
 				if wctx.Err() == nil {
 					werr = err
 				}
@@ -477,34 +465,4 @@ func benchLag(ctx context.Context, w io.Writer, db *storage.DB, o benchOptions) 
 	fmt.Fprintf(w, "worker lag under %d events/s for %s (%d inserted; 10%% late by up to a day): oldest dirty mark p50 %s, p99 %s, max %s; at most %d marks waiting\n",
 		o.lagRate, o.lagDuration, inserted.Load(), lags[len(lags)/2].Round(time.Millisecond), lags[len(lags)*99/100].Round(time.Millisecond), lags[len(lags)-1].Round(time.Millisecond), maxMarks)
 	return nil
-}
-
-// withSearchPath adds search_path to a URL's query (or a DSN).
-func withSearchPath(dsn, schema string) string {
-	if u, err := url.Parse(dsn); err == nil && u.Scheme != "" {
-		q := u.Query()
-		q.Set("search_path", schema)
-		u.RawQuery = q.Encode()
-		return u.String()
-	}
-	return dsn + " search_path=" + schema
-}
-
-// withDatabase replaces the database name of a PostgreSQL URL.
-func withDatabase(dsn, name string) string {
-	u, err := url.Parse(dsn)
-	if err != nil || u.Scheme == "" {
-		return dsn
-	}
-	u.Path = "/" + name
-	return u.String()
-}
-
-// databaseName is the database a URL or DSN names.
-func databaseName(dsn string) string {
-	cfg, err := pgx.ParseConfig(dsn)
-	if err != nil {
-		return ""
-	}
-	return cfg.Database
 }
