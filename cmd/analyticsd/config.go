@@ -16,6 +16,7 @@ import (
 	"github.com/liveanalytics/analyticsd/internal/auth"
 	"github.com/liveanalytics/analyticsd/internal/ratelimit"
 	"github.com/liveanalytics/analyticsd/internal/redis"
+	"github.com/liveanalytics/analyticsd/storage"
 	"github.com/liveanalytics/analyticsd/stream"
 )
 
@@ -60,8 +61,8 @@ type Config struct {
 	DemoEvents int64
 }
 
-// defaultConfig works on a machine with a local PostgreSQL and Redis. The
-// stream's settings default to the stream package's own defaults.
+// defaultConfig works on a machine with a local PostgreSQL and Redis.
+// Where a package owns a setting, its default is the package's own.
 func defaultConfig() Config {
 	so := stream.DefaultOptions()
 	return Config{
@@ -73,8 +74,8 @@ func defaultConfig() Config {
 		CacheStaleTTL:           24 * time.Hour,
 		RefreshInterval:         so.Interval,
 		MaxRange:                400 * 24 * time.Hour,
-		DBMaxConns:              10,
-		DBStatementTimeout:      30 * time.Second,
+		DBMaxConns:              storage.DefaultMaxConns,
+		DBStatementTimeout:      storage.DefaultStatementTimeout,
 		ShutdownTimeout:         15 * time.Second,
 		StreamMaxClients:        so.MaxClients,
 		StreamMaxClientsPerAddr: so.MaxClientsPerAddr,
@@ -87,7 +88,7 @@ func defaultConfig() Config {
 		DemoEvents:              300_000,
 		Rollups:                 true,
 		RollupInterval:          time.Second,
-		RollupCacheMB:           256,
+		RollupCacheMB:           storage.DefaultBitmapCacheBytes >> 20,
 		ReadAuth:                auth.ReadOpen,
 		RateLimitAddr:           50,
 		RateLimitKey:            100,
