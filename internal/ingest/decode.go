@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"reflect"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -35,11 +37,114 @@ type ItemError struct {
 	Reason string `json:"reason"`
 }
 
-// wire is an event as sent. Pointers tell a missing field from an empty one.
+// wire is an event as sent.
 type wire struct {
-	UserID    *string `json:"user_id"`
-	EventType *string `json:"event_type"`
-	CreatedAt *string `json:"created_at"`
+	UserID    text `json:"user_id"`
+	EventType text `json:"event_type"`
+	CreatedAt text `json:"created_at"`
+}
+
+// text is a string field as sent: whether it was there (null counts as
+// missing) and whether its raw JSON literal was well-formed. encoding/json
+// writes U+FFFD for a byte sequence that is not UTF-8 and for an unpaired
+// UTF-16 surrogate escape ("\ud800"), so "a\xffb" and "a\xfeb" would be
+// stored as one user: the literal is checked before it is decoded.
+type text struct {
+	s   string
+	set bool
+	bad string // why the literal is refused, or ""
+}
+
+var stringType = reflect.TypeFor[string]()
+
+// UnmarshalJSON is called by encoding/json with the literal as sent (the
+// decoder has checked its JSON syntax, not its encoding).
+func (t *text) UnmarshalJSON(b []byte) error {
+	*t = text{}
+	switch {
+	case string(b) == "null":
+		return nil
+	case len(b) < 2 || b[0] != '"':
+		return &json.UnmarshalTypeError{Value: jsonKind(b), Type: stringType}
+	}
+	t.set = true
+	if t.bad = checkLiteral(b[1 : len(b)-1]); t.bad != "" {
+		return nil
+	}
+	return json.Unmarshal(b, &t.s)
+}
+
+func jsonKind(b []byte) string {
+	if len(b) == 0 {
+		return "nothing"
+	}
+	switch b[0] {
+	case '{':
+		return "object"
+	case '[':
+		return "array"
+	case 't', 'f':
+		return "bool"
+	}
+	return "number"
+}
+
+// Why a literal is refused.
+const (
+	reasonBadUTF8   = "must be valid UTF-8: it holds a byte sequence that is not"
+	reasonSurrogate = "must be valid UTF-8: it holds an unpaired UTF-16 surrogate escape (\\ud800 to \\udfff)"
+)
+
+// checkLiteral checks the inside of a JSON string literal, whose syntax
+// (escapes included) the decoder has already checked: every byte sequence
+// must be UTF-8 and every \u escape of a surrogate must be a high one
+// followed by a low one.
+func checkLiteral(b []byte) string {
+	for i := 0; i < len(b); {
+		c := b[i]
+		switch {
+		case c == '\\' && b[i+1] == 'u':
+			r := hex4(b[i+2 : i+6])
+			i += 6
+			switch {
+			case r < 0xd800 || r > 0xdfff:
+			case r < 0xdc00 && i+6 <= len(b) && b[i] == '\\' && b[i+1] == 'u' && isLowSurrogate(hex4(b[i+2:i+6])):
+				i += 6
+			default:
+				return reasonSurrogate
+			}
+		case c == '\\':
+			i += 2
+		case c < utf8.RuneSelf:
+			i++
+		default:
+			r, size := utf8.DecodeRune(b[i:])
+			if r == utf8.RuneError && size == 1 {
+				return reasonBadUTF8
+			}
+			i += size
+		}
+	}
+	return ""
+}
+
+func isLowSurrogate(r rune) bool { return r >= 0xdc00 && r <= 0xdfff }
+
+// hex4 reads four hex digits (checked by the decoder).
+func hex4(b []byte) rune {
+	var r rune
+	for _, c := range b {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c -= 'a' - 10
+		default:
+			c -= 'A' - 10
+		}
+		r = r<<4 | rune(c)
+	}
+	return r
 }
 
 // Errors of Decode that are about the whole body.
@@ -204,27 +309,34 @@ func validate(i int, w wire, now time.Time) (Event, []ItemError) {
 	bad := func(field, reason string) { errs = append(errs, ItemError{Index: i, Field: field, Reason: reason}) }
 	var ev Event
 	switch {
-	case w.UserID == nil:
+	case !w.UserID.set:
 		bad("user_id", "is required")
-	case *w.UserID == "" || utf8.RuneCountInString(*w.UserID) > MaxUserIDLen:
+	case w.UserID.bad != "":
+		bad("user_id", w.UserID.bad)
+	case w.UserID.s == "" || utf8.RuneCountInString(w.UserID.s) > MaxUserIDLen:
 		bad("user_id", "must be 1 to 255 characters")
-	case !utf8.ValidString(*w.UserID) || bytes.IndexByte([]byte(*w.UserID), 0) >= 0:
+	case strings.IndexByte(w.UserID.s, 0) >= 0:
 		bad("user_id", "must be valid UTF-8 without NUL characters")
 	default:
-		ev.UserID = *w.UserID
+		ev.UserID = w.UserID.s
 	}
 	switch {
-	case w.EventType == nil:
+	case !w.EventType.set:
 		bad("event_type", "is required")
-	case !validType(*w.EventType):
+	case w.EventType.bad != "":
+		bad("event_type", w.EventType.bad)
+	case !validType(w.EventType.s):
 		bad("event_type", "must be 1 to 100 characters of a-z, 0-9, _ . : -")
 	default:
-		ev.EventType = *w.EventType
+		ev.EventType = w.EventType.s
 	}
-	if w.CreatedAt == nil {
+	switch {
+	case !w.CreatedAt.set:
 		ev.CreatedAt = now.Truncate(time.Microsecond)
-	} else {
-		t, err := time.Parse(time.RFC3339Nano, *w.CreatedAt)
+	case w.CreatedAt.bad != "":
+		bad("created_at", w.CreatedAt.bad)
+	default:
+		t, err := time.Parse(time.RFC3339Nano, w.CreatedAt.s)
 		switch {
 		case err != nil:
 			bad("created_at", "must be an RFC 3339 timestamp such as 2024-01-31T23:59:59.123Z")
