@@ -82,10 +82,12 @@ func New(d Deps, o Options) *API {
 		r.Handle(path, noBody(h)).Methods(http.MethodGet, http.MethodHead)
 		r.Handle(path, methodNotAllowed("GET, HEAD"))
 	}
-	sum := g.protect(&summaryHandler{svc: d.Summaries, parser: parser, log: o.Logger}, readAccess)
-	series := g.protect(&seriesHandler{agg: d.Series, parser: parser, timeout: o.QueryTimeout, log: o.Logger}, readAccess)
-	export := g.protect(&seriesHandler{agg: d.Series, parser: parser, timeout: o.QueryTimeout, log: o.Logger, csv: true}, readAccess)
-	live := g.protect(&streamHandler{b: d.Broker, parser: parser, detach: o.StreamDetach, clientAddr: g.proxies.ClientAddr}, streamAccess)
+	// Every endpoint that reads the query string takes each parameter
+	// once (strictQuery), checked before the key in it is.
+	sum := strictQuery(g.protect(&summaryHandler{svc: d.Summaries, parser: parser, log: o.Logger}, readAccess))
+	series := strictQuery(g.protect(&seriesHandler{agg: d.Series, parser: parser, timeout: o.QueryTimeout, log: o.Logger}, readAccess))
+	export := strictQuery(g.protect(&seriesHandler{agg: d.Series, parser: parser, timeout: o.QueryTimeout, log: o.Logger, csv: true}, readAccess))
+	live := strictQuery(g.protect(&streamHandler{b: d.Broker, parser: parser, detach: o.StreamDetach, clientAddr: g.proxies.ClientAddr}, streamAccess))
 	read("/api/analytics/summary", sum)
 	read("/api/v1/analytics/summary", sum)
 	read("/api/analytics/timeseries", series)
@@ -93,7 +95,7 @@ func New(d Deps, o Options) *API {
 	read("/api/v1/analytics/export.csv", export)
 	read("/api/analytics/stream", live)
 	read("/api/v1/analytics/stream", live)
-	read("/api/v1/config", g.protect(configHandler(o), readAccess))
+	read("/api/v1/config", strictQuery(g.protect(configHandler(o), readAccess)))
 	r.Handle("/api/v1/events", g.protect(&ingestHandler{w: d.Events, log: o.Logger, metrics: im, now: time.Now}, ingestAccess)).Methods(http.MethodPost)
 	r.Handle("/api/v1/events", methodNotAllowed("POST"))
 	read("/health", &healthHandler{postgres: d.Postgres, redis: d.Redis})

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
+	"sort"
 	"strings"
 	"time"
 
@@ -11,6 +13,7 @@ import (
 
 	"github.com/liveanalytics/analyticsd/internal/auth"
 	"github.com/liveanalytics/analyticsd/internal/ratelimit"
+	"github.com/liveanalytics/analyticsd/summary"
 )
 
 // guard authenticates API requests and applies the rate limits, in that
@@ -194,6 +197,38 @@ func cors(origins string, next http.Handler) http.Handler {
 			w.Header().Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Idempotency-Key, If-None-Match, Last-Event-ID, X-Request-ID")
 			w.Header().Set("Access-Control-Max-Age", "600")
 			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// strictQuery refuses a query string that is malformed or names a
+// parameter more than once: url.Values.Get would silently take the first
+// of two "from"s, and a client (or a proxy adding its own) that sends two
+// should hear that one was ignored rather than get an answer for a range
+// it may not have meant.
+func strictQuery(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q, err := url.ParseQuery(r.URL.RawQuery)
+		if err != nil {
+			writeError(w, r, http.StatusBadRequest, summary.CodeInvalidParameter, "the query string is malformed (a bad %-escape or a ';'); send name=value pairs separated by '&'")
+			return
+		}
+		names := make([]string, 0, len(q))
+		for name, vs := range q {
+			if len(vs) > 1 {
+				names = append(names, name)
+			}
+		}
+		if len(names) > 0 {
+			sort.Strings(names)
+			name := names[0]
+			if len(name) > 64 {
+				name = name[:64] + "…"
+			}
+			writeError(w, r, http.StatusBadRequest, summary.CodeInvalidParameter,
+				fmt.Sprintf("query parameter %q is given %d times; give each parameter once", name, len(q[names[0]])))
 			return
 		}
 		next.ServeHTTP(w, r)
