@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"time"
@@ -83,19 +82,38 @@ func (h *ingestHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, http.StatusUnsupportedMediaType, reasonMediaType, "unsupported_media_type", err.Error())
 		return
 	}
+	enc, err := ingest.ParseContentEncoding(r.Header.Values("Content-Encoding"))
+	if err != nil {
+		w.Header().Set("Accept-Encoding", "gzip")
+		h.fail(w, r, http.StatusUnsupportedMediaType, reasonMediaType, "unsupported_content_encoding", err.Error())
+		return
+	}
 	idem := r.Header.Get("Idempotency-Key")
 	if !ingest.ValidIdempotencyKey(idem) {
 		h.fail(w, r, http.StatusBadRequest, reasonInvalid, "invalid_idempotency_key", "Idempotency-Key must be 1 to 255 printable ASCII characters")
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, ingest.MaxBodyBytes))
+	limit := int64(ingest.MaxBodyBytes)
+	if enc == ingest.Gzip {
+		limit = ingest.MaxCompressedBytes
+	}
+	body, err := ingest.ReadBody(enc, http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			h.fail(w, r, http.StatusRequestEntityTooLarge, reasonTooLarge, "payload_too_large", fmt.Sprintf("the body is larger than %d MB", ingest.MaxBodyBytes>>20))
-			return
+		switch {
+		case errors.As(err, &mbe):
+			msg := fmt.Sprintf("the body is larger than %d MB", ingest.MaxBodyBytes>>20)
+			if enc == ingest.Gzip {
+				msg = fmt.Sprintf("the compressed body is larger than %d bytes", ingest.MaxCompressedBytes)
+			}
+			h.fail(w, r, http.StatusRequestEntityTooLarge, reasonTooLarge, "payload_too_large", msg)
+		case errors.Is(err, ingest.ErrBodyTooLarge):
+			h.fail(w, r, http.StatusRequestEntityTooLarge, reasonTooLarge, "payload_too_large", err.Error()+" once decompressed")
+		case errors.Is(err, ingest.ErrBadGzip):
+			h.fail(w, r, http.StatusBadRequest, reasonInvalid, "invalid_body", err.Error())
+		default:
+			h.fail(w, r, http.StatusBadRequest, reasonInvalid, "invalid_body", "the body could not be read")
 		}
-		h.fail(w, r, http.StatusBadRequest, reasonInvalid, "invalid_body", "the body could not be read")
 		return
 	}
 	events, bad, err := ingest.Decode(format, bytes.NewReader(body), h.now())
