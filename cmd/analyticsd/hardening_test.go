@@ -1,0 +1,196 @@
+package main
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/liveanalytics/analyticsd/internal/auth"
+)
+
+// TestRepeatedQueryParameters: a parameter given twice is a 400 on every
+// endpoint that reads the query, whichever value comes first, and the
+// key in ?access_token= too; a malformed query string is a 400.
+func TestRepeatedQueryParameters(t *testing.T) {
+	t.Parallel()
+	rd := newKey(t, auth.ScopeRead)
+	s := startServer(t, map[string]string{"API_KEYS": rd.entry})
+	for _, path := range []string{
+		"/api/analytics/summary", "/api/v1/analytics/summary",
+		"/api/analytics/timeseries", "/api/v1/analytics/timeseries",
+		"/api/v1/analytics/export.csv",
+		"/api/analytics/stream", "/api/v1/analytics/stream",
+		"/api/v1/config",
+	} {
+		for _, q := range []string{
+			"from=2024-01-01T00:00:00Z&from=garbage&to=2024-01-02T00:00:00Z",
+			"from=garbage&from=2024-01-01T00:00:00Z&to=2024-01-02T00:00:00Z",
+			"from=now-1h&to=now&to=now",
+			"from=now-1h&to=now&event_type=a&event_type=b",
+			"from=now-1h&to=now&bucket=hour&bucket=day",
+			"from=now-1h&to=now&tz=UTC&tz=Europe/Berlin",
+			"from=now-1h&to=now&access_token=" + rd.token + "&access_token=" + rd.token,
+			"from=now-1h&to=now&x=1&x=2",
+		} {
+			r := get(t, s.base+path+"?"+q)
+			if r.code != 400 || r.errorCode() != "invalid_parameter" || !strings.Contains(r.raw, "given 2 times") {
+				t.Errorf("%s?%s: %d %s, want 400 invalid_parameter", path, q, r.code, r.raw)
+			}
+			if strings.Contains(r.raw, rd.token) {
+				t.Fatalf("%s: the key was echoed: %s", path, r.raw)
+			}
+		}
+		if r := get(t, s.base+path+"?from=now-1h&to=now&tz=%zz"); r.code != 400 || r.errorCode() != "invalid_parameter" {
+			t.Errorf("%s with a bad escape: %d %s", path, r.code, r.raw)
+		}
+	}
+	// One of each still works (the stream is checked by its own tests).
+	for _, path := range []string{"/api/v1/analytics/summary", "/api/v1/analytics/timeseries", "/api/v1/analytics/export.csv", "/api/v1/config"} {
+		if r := do(t, "GET", s.base+path+"?from=now-1h&to=now&access_token="+rd.token, "", "", nil); r.code != 200 {
+			t.Errorf("%s: %d %s", path, r.code, r.raw)
+		}
+	}
+}
+
+// get is a GET that gives up on the body after a few seconds, so that a
+// stream that should have been refused fails the test instead of hanging.
+func get(t *testing.T, u string) reply {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", u, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	r := reply{code: resp.StatusCode, header: resp.Header, raw: string(b)}
+	_ = json.Unmarshal(b, &r.body)
+	return r
+}
+
+// TestIngestRefusesInvalidUTF8: ids whose bytes are not UTF-8, or whose
+// escapes are unpaired surrogates, would be stored as U+FFFD and merge
+// users: each is a 400 naming the event and field, and nothing is written.
+func TestIngestRefusesInvalidUTF8(t *testing.T) {
+	t.Parallel()
+	ing := newKey(t, auth.ScopeIngest)
+	s := startServer(t, map[string]string{"API_KEYS": ing.entry})
+	u := s.base + "/api/v1/events"
+	for _, c := range []struct{ contentType, body, field string }{
+		{"application/json", `[{"user_id":"ok","event_type":"click"},{"user_id":"a` + "\xff\xfe" + `b","event_type":"click"}]`, "user_id"},
+		{"application/json", `[{"user_id":"ok","event_type":"click"},{"user_id":"a\ud800b","event_type":"click"}]`, "user_id"},
+		{"application/x-ndjson", `{"user_id":"ok","event_type":"click"}` + "\n" + `{"user_id":"a` + "\xff\xfe" + `b","event_type":"click"}` + "\n", "user_id"},
+		{"application/x-ndjson", `{"user_id":"ok","event_type":"click"}` + "\n" + `{"user_id":"x","event_type":"click\udc00"}` + "\n", "event_type"},
+	} {
+		r := do(t, "POST", u, ing.token, c.contentType, []byte(c.body))
+		var items []struct {
+			Index  int
+			Field  string
+			Reason string
+		}
+		_ = json.Unmarshal(r.body["errors"], &items)
+		if r.code != 400 || r.errorCode() != "invalid_events" || len(items) != 1 || items[0].Index != 1 || items[0].Field != c.field || !strings.Contains(items[0].Reason, "UTF-8") {
+			t.Errorf("%s %q: %d %s, want 400 invalid_events for event 1's %s", c.contentType, c.body, r.code, r.raw, c.field)
+		}
+	}
+	if n := countEvents(t, s.dbURL); n != 0 {
+		t.Fatalf("%d events stored, want none", n)
+	}
+	// Distinct valid ids stay distinct.
+	body := `[{"user_id":"a\ud83d\ude00","event_type":"click"},{"user_id":"a` + "\uFFFD" + `","event_type":"click"}]`
+	if r := do(t, "POST", u, ing.token, "application/json", []byte(body)); r.code != 202 {
+		t.Fatalf("valid ids: %d %s", r.code, r.raw)
+	}
+	conn := pgxConnect(t, s.dbURL)
+	defer conn.Close(t.Context())
+	var users int
+	if err := conn.QueryRow(t.Context(), `SELECT count(DISTINCT user_id) FROM events`).Scan(&users); err != nil || users != 2 {
+		t.Fatalf("%d distinct users stored (%v), want 2", users, err)
+	}
+}
+
+func gzipBody(t *testing.T, b []byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	_, _ = zw.Write(b)
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// TestIngestContentEncoding: gzip bodies are decoded (the 5 MB limit
+// applies to the decoded body, and a bomb is a 413); a body that claims
+// gzip and is not is a 400; other codings are a 415. Nothing refused is
+// written.
+func TestIngestContentEncoding(t *testing.T) {
+	t.Parallel()
+	ing := newKey(t, auth.ScopeIngest)
+	s := startServer(t, map[string]string{"API_KEYS": ing.entry})
+	u := s.base + "/api/v1/events"
+	at := time.Now().Add(-time.Hour).UTC()
+	plain := batch(20, at)
+
+	r := do(t, "POST", u, ing.token, "application/json", gzipBody(t, plain), "Content-Encoding", "gzip", "Idempotency-Key", "gz-1")
+	if r.code != 202 || string(r.body["accepted"]) != "20" {
+		t.Fatalf("gzip batch: %d %s", r.code, r.raw)
+	}
+	// The same batch sent plain under the same key is the same batch.
+	if r = do(t, "POST", u, ing.token, "application/json", plain, "Idempotency-Key", "gz-1"); r.code != 202 || r.header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("the gzip batch again, plain: %d %s %v", r.code, r.raw, r.header)
+	}
+	nd := []byte(`{"user_id":"a","event_type":"click"}` + "\n")
+	if r = do(t, "POST", u, ing.token, "application/x-ndjson", gzipBody(t, nd), "Content-Encoding", "identity, GZIP"); r.code != 202 {
+		t.Fatalf("gzip NDJSON: %d %s", r.code, r.raw)
+	}
+	if n := countEvents(t, s.dbURL); n != 21 {
+		t.Fatalf("%d events stored, want 21", n)
+	}
+
+	for _, c := range []struct {
+		encoding string
+		body     []byte
+		code     int
+		err      string
+	}{
+		{"gzip", plain, 400, "invalid_body"},                                                 // claims gzip, is not
+		{"gzip", gzipBody(t, plain)[:40], 400, "invalid_body"},                               // truncated
+		{"br", plain, 415, "unsupported_content_encoding"},                                   // not supported
+		{"deflate", plain, 415, "unsupported_content_encoding"},                              //
+		{"gzip, gzip", gzipBody(t, gzipBody(t, plain)), 415, "unsupported_content_encoding"}, // one layer only
+		{"gzip", gzipBody(t, append([]byte(`[{"user_id":"`), bytes.Repeat([]byte("x"), 6<<20)...)), 413, "payload_too_large"},
+	} {
+		r := do(t, "POST", u, ing.token, "application/json", c.body, "Content-Encoding", c.encoding)
+		if r.code != c.code || r.errorCode() != c.err {
+			t.Errorf("Content-Encoding %s: %d %s, want %d %s", c.encoding, r.code, r.raw, c.code, c.err)
+		}
+		if c.code == 415 && r.header.Get("Accept-Encoding") != "gzip" {
+			t.Errorf("415 without Accept-Encoding: %v", r.header)
+		}
+	}
+
+	// A gzip bomb: 1 GiB of zeros in about a megabyte. The server stops
+	// at 5 MB decoded.
+	member := gzipBody(t, make([]byte, 1<<20))
+	bomb := bytes.Repeat(member, 1024)
+	if r = do(t, "POST", u, ing.token, "application/json", bomb, "Content-Encoding", "gzip"); r.code != 413 || !strings.Contains(r.raw, "decompressed") {
+		t.Fatalf("gzip bomb: %d %s, want 413", r.code, r.raw)
+	}
+	// More than the compressed limit is refused as it arrives.
+	huge := bytes.Repeat(member, 7000)
+	if r = do(t, "POST", u, ing.token, "application/json", huge, "Content-Encoding", "gzip"); r.code != 413 {
+		t.Fatalf("7 MB of gzip: %d %s, want 413", r.code, r.raw)
+	}
+	if n := countEvents(t, s.dbURL); n != 21 {
+		t.Fatalf("after refused bodies: %d events, want 21", n)
+	}
+}
