@@ -185,9 +185,16 @@ func (s Spec) Relative() bool { return s.From.Relative || s.To.Relative }
 // always can; an absolute one until its end has passed.
 func (s Spec) Live(now time.Time) bool { return s.Relative() || !s.To.At.Before(now) }
 
-// Tick is the index of the refresh interval that contains t.
+// Tick is the index of the refresh interval that contains t, counted
+// from the Unix epoch; negative before it (floored, so that an interval
+// holds every instant from its start to its end, either side of 1970).
 func Tick(t time.Time, interval time.Duration) int64 {
-	return t.UnixMilli() / interval.Milliseconds()
+	ms, step := t.UnixMilli(), interval.Milliseconds()
+	k := ms / step
+	if ms%step < 0 {
+		k--
+	}
+	return k
 }
 
 // TickTime is the instant interval k starts.
@@ -198,11 +205,14 @@ func TickTime(k int64, interval time.Duration) time.Time {
 // Version is the snapshot version of the spec at now, the same on every
 // instance: the current interval's index for a live range, and a constant
 // (one past the interval of its end) for a range that can no longer change.
+// It never decreases as now advances, and it is never negative: a range
+// that ended before 1970 has version 0 (it was never live, so no version
+// came before it), so the stream's id and the ETag stay plain counters.
 func (s Spec) Version(now time.Time, interval time.Duration) int64 {
 	if s.Live(now) {
-		return Tick(now, interval)
+		return max(Tick(now, interval), 0)
 	}
-	return Tick(s.To.At, interval) + 1
+	return max(Tick(s.To.At, interval)+1, 0)
 }
 
 // parsePoint reads one parameter value: RFC 3339 with any offset and

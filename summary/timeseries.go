@@ -3,6 +3,7 @@ package summary
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 )
@@ -134,6 +135,28 @@ func Buckets(from, to time.Time, b Bucket, loc *time.Location, maxPoints int) ([
 	return out, nil
 }
 
+// labelsInCalendar refuses a series whose labels fall outside the years
+// 0001 to 9999 on loc's wall clock, which RFC 3339 cannot write: a range
+// ending 9999-12-31T23:59:59Z is already 10000-01-01 in a zone east of
+// UTC, and one starting 0001-01-01T00:00:00Z is still year 0 west of it.
+// The range itself is valid (in UTC), so the error names the zone.
+func labelsInCalendar(points []SeriesPoint, loc *time.Location) error {
+	if len(points) == 0 {
+		return nil
+	}
+	first, last := points[0].Start.In(loc), points[len(points)-1].Start.In(loc)
+	if first.Year() >= 1 && last.Year() <= 9999 {
+		return nil
+	}
+	at := first
+	if last.Year() > 9999 {
+		at = last
+	}
+	return &ParamError{Param: "tz", Code: CodeInvalidRange, Message: fmt.Sprintf(
+		"on the wall clock of %s a bucket of this range starts in the year %d, outside the years 0001 to 9999 that its label can be written in; move the range away from the calendar's end or use a zone nearer UTC",
+		loc, at.Year())}
+}
+
 // SeriesEntry is one point of the timeseries response.
 type SeriesEntry struct {
 	T           string     `json:"t"`
@@ -164,6 +187,9 @@ func Series(ctx context.Context, agg Aggregator, r Range, b Bucket, loc *time.Lo
 	}
 	points, err := Buckets(r.From, end, b, loc, maxPoints)
 	if err != nil {
+		return SeriesResponse{Bucket: b}, err
+	}
+	if err := labelsInCalendar(points, loc); err != nil {
 		return SeriesResponse{Bucket: b}, err
 	}
 	ivs := make([]Interval, len(points))

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -192,5 +193,38 @@ func TestIngestContentEncoding(t *testing.T) {
 	}
 	if n := countEvents(t, s.dbURL); n != 21 {
 		t.Fatalf("after refused bodies: %d events, want 21", n)
+	}
+}
+
+// TestCalendarEdges: a year-1 range streams with a non-negative id (and
+// the same ETag), and a series whose buckets would be labelled outside
+// the years 0001-9999 on the zone's wall clock is a 400, not a label
+// such as 10000-01-01T00:00:00+14:00.
+func TestCalendarEdges(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	q := "?from=0001-01-01T00:00:00Z&to=0001-01-02T00:00:00Z"
+	c := openStream(t, s.base+"/api/v1/analytics/stream"+q, "")
+	ev, ok := c.next(t, 10*time.Second)
+	if !ok {
+		t.Fatal("no snapshot for a year-1 range")
+	}
+	if id, err := strconv.ParseInt(ev.id, 10, 64); err != nil || id < 0 {
+		t.Fatalf("year-1 stream id %q, want a non-negative integer", ev.id)
+	}
+	if r := do(t, "GET", s.base+"/api/v1/analytics/summary"+q, "", "", nil); r.code != 200 || r.header.Get("ETag") != `"`+ev.id+`"` {
+		t.Fatalf("year-1 summary: %d, ETag %s, stream id %s", r.code, r.header.Get("ETag"), ev.id)
+	}
+
+	end := "from=9999-12-28T00:00:00Z&to=9999-12-31T23:59:59.999999Z&bucket=day"
+	for _, path := range []string{"/api/v1/analytics/timeseries", "/api/v1/analytics/export.csv"} {
+		r := do(t, "GET", s.base+path+"?"+end+"&tz=Pacific/Kiritimati", "", "", nil)
+		if r.code != 400 || r.errorCode() != "invalid_range" || strings.Contains(r.raw, "10000-") {
+			t.Errorf("%s at the end of 9999 east of UTC: %d %s, want 400 invalid_range", path, r.code, r.raw)
+		}
+	}
+	var body seriesBody
+	if code, _ := getJSON(t, s.base+"/api/v1/analytics/timeseries?"+end+"&tz=UTC", &body); code != 200 || len(body.Data) != 4 || body.Data[3].T != "9999-12-31T00:00:00Z" {
+		t.Fatalf("the same range in UTC: %d %+v", code, body)
 	}
 }

@@ -49,7 +49,11 @@ func (h *seriesHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		defer cancel()
 	}
 	resp, err := summary.Series(ctx, h.agg, r, bucket, loc, summary.DefaultMaxPoints)
+	var pe *summary.ParamError
 	switch {
+	case errors.As(err, &pe):
+		badParam(w, req, err)
+		return
 	case errors.Is(err, summary.ErrTooManyPoints):
 		writeError(w, req, http.StatusBadRequest, summary.CodeRangeTooLarge,
 			fmt.Sprintf("the range has more than %d %s buckets; choose a larger bucket or a shorter range", summary.DefaultMaxPoints, resp.Bucket))
