@@ -52,6 +52,7 @@ type Config struct {
 	ReadAuth                auth.ReadAuth
 	RateLimitAddr           int
 	RateLimitKey            int
+	RateLimitAuthFailures   int
 	TrustedProxies          string
 	CORSOrigins             string
 
@@ -92,6 +93,7 @@ func defaultConfig() Config {
 		ReadAuth:                auth.ReadOpen,
 		RateLimitAddr:           50,
 		RateLimitKey:            100,
+		RateLimitAuthFailures:   10,
 	}
 }
 
@@ -123,6 +125,8 @@ func (c Config) apiOptions(log *slog.Logger) api.Options {
 		CORSOrigins:     c.CORSOrigins,
 		StreamDetach:    c.StreamDetach,
 		Logger:          log,
+
+		RateLimitAuthFailures: c.RateLimitAuthFailures,
 	}
 }
 
@@ -161,6 +165,7 @@ func (c *Config) settings() []setting {
 		{"READ_AUTH", "read-auth", "open (reads need no key) or required (reads need a key with the read scope)", (*readAuthValue)(&c.ReadAuth)},
 		{"RATE_LIMIT_ADDR", "rate-limit-addr", "API requests per second per client address, bursts of twice that (0 disables)", (*countValue)(&c.RateLimitAddr)},
 		{"RATE_LIMIT_KEY", "rate-limit-key", "API requests per second per API key, bursts of twice that (0 disables)", (*countValue)(&c.RateLimitKey)},
+		{"RATE_LIMIT_AUTH_FAILURES", "rate-limit-auth-failures", "wrong API keys a minute per client address, in bursts of as many; past them requests with a key get 429 (0 disables)", (*countValue)(&c.RateLimitAuthFailures)},
 		{"TRUSTED_PROXIES", "trusted-proxies", "comma-separated proxy addresses or CIDRs whose X-Forwarded-For names the client", (*stringValue)(&c.TrustedProxies)},
 		{"CORS_ORIGINS", "cors-origins", "comma-separated origins allowed to call the API from a browser (* for any; empty: none)", (*stringValue)(&c.CORSOrigins)},
 		{"LOG_LEVEL", "log-level", "debug, info, warn or error", (*levelValue)(&c.LogLevel)},

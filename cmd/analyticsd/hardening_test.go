@@ -5,7 +5,9 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -226,5 +228,88 @@ func TestCalendarEdges(t *testing.T) {
 	var body seriesBody
 	if code, _ := getJSON(t, s.base+"/api/v1/analytics/timeseries?"+end+"&tz=UTC", &body); code != 200 || len(body.Data) != 4 || body.Data[3].T != "9999-12-31T00:00:00Z" {
 		t.Fatalf("the same range in UTC: %d %+v", code, body)
+	}
+}
+
+// clientFrom is an HTTP client whose connections come from the loopback
+// address src (127.0.0.0/8 is all local on Linux), for per-address limits.
+func clientFrom(t *testing.T, src string) *http.Client {
+	t.Helper()
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
+	tr := &http.Transport{DialContext: d.DialContext}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+}
+
+func status(t *testing.T, c *http.Client, method, u, token string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest(method, u, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp
+}
+
+// TestFailedAuthenticationIsThrottled: wrong keys are limited per
+// address on every endpoint, streams included (which have no request
+// limit): with the defaults (10 a minute), guessing 40 keys on the
+// stream gets 429s with Retry-After after the tenth. Once blocked, even
+// the right key gets a 429 from that address (a right guess must not
+// stand out), while other addresses, and requests without a key, are
+// served.
+func TestFailedAuthenticationIsThrottled(t *testing.T) {
+	t.Parallel()
+	rd, ing := newKey(t, auth.ScopeRead), newKey(t, auth.ScopeIngest)
+	s := startServer(t, map[string]string{"API_KEYS": rd.entry + " " + ing.entry})
+	attacker, other := clientFrom(t, "127.0.0.2"), clientFrom(t, "127.0.0.3")
+	stream := s.base + "/api/analytics/stream?from=now-1h&to=now&access_token="
+	codes := map[int]int{}
+	var retry string
+	for i := range 40 {
+		resp := status(t, attacker, "GET", stream+fmt.Sprintf("ak_guess%04d", i), "")
+		codes[resp.StatusCode]++
+		if resp.StatusCode == 429 {
+			retry = resp.Header.Get("Retry-After")
+		}
+	}
+	// A token comes back every 6 s; a slow run may see one more.
+	if codes[401] < 10 || codes[401] > 11 || codes[429] != 40-codes[401] || retry == "" {
+		t.Fatalf("40 wrong keys on the stream: %v, Retry-After %q; want 10 401s, then 429s", codes, retry)
+	}
+	if n, err := strconv.Atoi(retry); err != nil || n < 1 || n > 6 {
+		t.Fatalf("Retry-After %q, want 1 to 6 seconds", retry)
+	}
+	// Blocked on every endpoint that takes a key, for right keys too.
+	for _, c := range []struct{ method, path, token string }{
+		{"GET", "/api/v1/analytics/stream?from=now-1h&to=now&access_token=" + rd.token, ""},
+		{"GET", "/api/v1/analytics/summary?from=now-1h&to=now", rd.token},
+		{"GET", "/api/v1/config", "ak_wrong"},
+		{"POST", "/api/v1/events", ing.token},
+	} {
+		if resp := status(t, attacker, c.method, s.base+c.path, c.token); resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" {
+			t.Errorf("%s %s from the blocked address: %d, want 429", c.method, c.path, resp.StatusCode)
+		}
+	}
+	// Reads without a key (READ_AUTH=open) are still served to it.
+	if resp := status(t, attacker, "GET", s.base+"/api/v1/analytics/summary?from=now-1h&to=now", ""); resp.StatusCode != 200 {
+		t.Errorf("a read without a key from the blocked address: %d", resp.StatusCode)
+	}
+	// Another address is not affected.
+	if resp := status(t, other, "GET", s.base+"/api/v1/analytics/summary?from=now-1h&to=now", rd.token); resp.StatusCode != 200 {
+		t.Errorf("the right key from another address: %d", resp.StatusCode)
+	}
+	if resp := status(t, other, "GET", s.base+"/api/v1/config", "ak_wrong"); resp.StatusCode != 401 {
+		t.Errorf("a wrong key from another address: %d, want 401", resp.StatusCode)
+	}
+	if got := metric(t, s.base, `analytics_rate_limited_total{scope="auth"}`); got != float64(codes[429]+4) {
+		t.Errorf(`analytics_rate_limited_total{scope="auth"} = %v, want %d`, got, codes[429]+4)
+	}
+	if got := metric(t, s.base, `analytics_auth_failures_total`); got != float64(codes[401]+1) {
+		t.Errorf("analytics_auth_failures_total = %v, want %d", got, codes[401]+1)
 	}
 }

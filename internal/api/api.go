@@ -56,6 +56,11 @@ type Options struct {
 	CORSOrigins     string // comma-separated; "*" for any
 	StreamDetach    bool   // hand HTTP/1.1 streams to the broker's writer pool
 	Logger          *slog.Logger
+
+	// RateLimitAuthFailures is how many wrong keys a minute a client
+	// address may send (in bursts of as many) before its requests with a
+	// key get 429s; 0: off.
+	RateLimitAuthFailures int
 }
 
 // API is the HTTP surface.

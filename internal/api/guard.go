@@ -16,16 +16,24 @@ import (
 	"github.com/liveanalytics/analyticsd/summary"
 )
 
-// guard authenticates API requests and applies the rate limits, in that
-// order: the address limit first, so that guessing keys is throttled too.
+// guard authenticates API requests and applies the rate limits: the
+// address limit first, then the failed-authentication limit (on every
+// endpoint that takes a key, streams included), then the key, then the
+// key's limit.
 type guard struct {
-	keys        *auth.Keys
-	readAuth    auth.ReadAuth
-	perAddr     *ratelimit.Limiter
-	perKey      *ratelimit.Limiter
-	proxies     ratelimit.Proxies
-	ingest      *ingestMetrics
-	rateLimited *prometheus.CounterVec
+	keys     *auth.Keys
+	readAuth auth.ReadAuth
+	perAddr  *ratelimit.Limiter
+	perKey   *ratelimit.Limiter
+	// authFailures is charged for each wrong key per address; while it is
+	// empty, any request with a key from that address is a 429 before the
+	// key is looked at, so that a right guess cannot be told from a wrong
+	// one.
+	authFailures *ratelimit.Limiter
+	proxies      ratelimit.Proxies
+	ingest       *ingestMetrics
+	rateLimited  *prometheus.CounterVec
+	failedAuth   prometheus.Counter
 }
 
 func newGuard(keys *auth.Keys, o Options, im *ingestMetrics, reg prometheus.Registerer) *guard {
@@ -37,16 +45,23 @@ func newGuard(keys *auth.Keys, o Options, im *ingestMetrics, reg prometheus.Regi
 		readAuth: o.ReadAuth,
 		perAddr:  ratelimit.New(float64(o.RateLimitAddr), 2*o.RateLimitAddr),
 		perKey:   ratelimit.New(float64(o.RateLimitKey), 2*o.RateLimitKey),
-		proxies:  o.TrustedProxies,
-		ingest:   im,
+		// RATE_LIMIT_AUTH_FAILURES a minute, in bursts of as many.
+		authFailures: ratelimit.New(float64(o.RateLimitAuthFailures)/60, o.RateLimitAuthFailures),
+		proxies:      o.TrustedProxies,
+		ingest:       im,
 		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "analytics_rate_limited_total",
-			Help: "API requests refused with 429, by the limit that refused them (addr or key).",
+			Help: "API requests refused with 429, by the limit that refused them: addr, key, or auth (failed authentications from the address).",
 		}, []string{"scope"}),
+		failedAuth: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "analytics_auth_failures_total",
+			Help: "Requests that presented an API key that is not configured (any endpoint).",
+		}),
 	}
-	g.rateLimited.WithLabelValues("addr")
-	g.rateLimited.WithLabelValues("key")
-	reg.MustRegister(g.rateLimited)
+	for _, scope := range []string{"addr", "key", "auth"} {
+		g.rateLimited.WithLabelValues(scope)
+	}
+	reg.MustRegister(g.rateLimited, g.failedAuth)
 	return g
 }
 
@@ -106,8 +121,16 @@ func (g *guard) protect(h http.Handler, a access) http.Handler {
 		token, present := auth.Token(r, a.tokenInQuery)
 		var key *auth.Key
 		if present {
+			addr := g.proxies.ClientAddr(r)
+			if blocked, wait := g.authFailures.Blocked(addr); blocked {
+				g.tooMany(w, r, "auth", wait)
+				reject(reasonRateLimited)
+				return
+			}
 			k, ok := g.keys.Lookup(token)
 			if !ok {
+				g.authFailures.Charge(addr)
+				g.failedAuth.Inc()
 				reject(reasonUnauthorized)
 				unauthorized(w, r, "the API key is not valid")
 				return
@@ -150,11 +173,14 @@ func unauthorized(w http.ResponseWriter, r *http.Request, msg string) {
 func (g *guard) tooMany(w http.ResponseWriter, r *http.Request, scope string, wait time.Duration) {
 	g.rateLimited.WithLabelValues(scope).Inc()
 	w.Header().Set("Retry-After", ratelimit.RetryAfter(wait))
-	what := "this address"
-	if scope == "key" {
-		what = "this API key"
+	msg := "too many requests from this address; retry after the time in Retry-After"
+	switch scope {
+	case "key":
+		msg = "too many requests with this API key; retry after the time in Retry-After"
+	case "auth":
+		msg = "too many failed authentications from this address; retry after the time in Retry-After"
 	}
-	writeError(w, r, http.StatusTooManyRequests, "rate_limited", "too many requests from "+what+"; retry after the time in Retry-After")
+	writeError(w, r, http.StatusTooManyRequests, "rate_limited", msg)
 }
 
 // cors answers browsers on other origins for the API, for the origins in

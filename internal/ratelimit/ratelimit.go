@@ -52,7 +52,19 @@ func (l *Limiter) Allow(key string) (bool, time.Duration) {
 		return true, 0
 	}
 	now := l.now()
+	b := l.bucket(key, now)
+	r := b.lim.ReserveN(now, 1)
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return false, d
+	}
+	return true, 0
+}
+
+// bucket returns key's bucket, made when missing.
+func (l *Limiter) bucket(key string, now time.Time) *bucket {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	if now.Sub(l.lastSweep) > l.idle {
 		// Forget buckets idle long enough to be full again: no goroutine,
 		// and memory bounded by the keys seen in one idle period.
@@ -69,13 +81,39 @@ func (l *Limiter) Allow(key string) (bool, time.Duration) {
 		l.buckets[key] = b
 	}
 	b.seen = now
-	l.mu.Unlock()
-	r := b.lim.ReserveN(now, 1)
-	if d := r.DelayFrom(now); d > 0 {
-		r.CancelAt(now)
-		return false, d
+	return b
+}
+
+// Blocked reports, without taking a token, whether key has none left,
+// and how long until it has one. A key never charged is not blocked (and
+// gets no bucket). With Charge it limits what fails rather than what is
+// tried: failed authentications per address.
+func (l *Limiter) Blocked(key string) (bool, time.Duration) {
+	if l == nil {
+		return false, 0
 	}
-	return true, 0
+	now := l.now()
+	l.mu.Lock()
+	b := l.buckets[key]
+	l.mu.Unlock()
+	if b == nil {
+		return false, 0
+	}
+	if tokens := b.lim.TokensAt(now); tokens < 1 {
+		return true, time.Duration((1 - tokens) / float64(l.perSecond) * float64(time.Second))
+	}
+	return false, 0
+}
+
+// Charge takes a token from key even when there is none: the debt
+// delays the next one, so that failures that raced past Blocked together
+// still count.
+func (l *Limiter) Charge(key string) {
+	if l == nil {
+		return
+	}
+	now := l.now()
+	l.bucket(key, now).lim.ReserveN(now, 1)
 }
 
 // RetryAfter is the Retry-After header value for a wait: whole seconds,

@@ -40,6 +40,42 @@ func TestLimiter(t *testing.T) {
 	}
 }
 
+// TestBlockedAndCharge: failures are charged, the key is blocked once
+// they use the burst up, and failures that raced past the check still
+// count (as debt).
+func TestBlockedAndCharge(t *testing.T) {
+	now := time.Unix(1000, 0)
+	l := New(1.0/6, 3) // 10 per minute, bursts of 3
+	l.now = func() time.Time { return now }
+	if blocked, _ := l.Blocked("a"); blocked || len(l.buckets) != 0 {
+		t.Fatal("a key never charged is blocked, or got a bucket")
+	}
+	for range 3 {
+		l.Charge("a")
+	}
+	blocked, wait := l.Blocked("a")
+	if !blocked || wait <= 5*time.Second || wait > 6*time.Second {
+		t.Fatalf("after 3 failures: %v %s, want blocked for 6 s", blocked, wait)
+	}
+	if blocked, _ := l.Blocked("b"); blocked {
+		t.Fatal("another key is blocked")
+	}
+	now = now.Add(6 * time.Second)
+	if blocked, _ := l.Blocked("a"); blocked {
+		t.Fatal("still blocked after one token's time")
+	}
+	l.Charge("a")
+	l.Charge("a") // raced past Blocked: a debt of one
+	if _, wait := l.Blocked("a"); wait <= 11*time.Second || wait > 12*time.Second {
+		t.Fatalf("with a debt of one: wait %s, want 12 s", wait)
+	}
+	var none *Limiter = New(0, 0)
+	none.Charge("x")
+	if blocked, _ := none.Blocked("x"); blocked {
+		t.Fatal("a disabled limiter blocked")
+	}
+}
+
 func TestClientAddr(t *testing.T) {
 	ps, err := ParseProxies("10.0.0.0/8, 192.168.1.5")
 	if err != nil {
