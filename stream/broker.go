@@ -26,6 +26,9 @@ type Broker struct {
 	ranges  map[string]*liveRange
 	clients int
 	perAddr map[string]int
+	// addrRanges counts, per address, its clients on each range it is on:
+	// len(addrRanges[addr]) is what MaxRangesPerAddr bounds.
+	addrRanges map[string]map[*liveRange]int
 
 	// Detached (hijacked) streams, written by the writer pool.
 	wq       chan *detached
@@ -42,7 +45,7 @@ func New(src Source, coord Coordinator, o Options) *Broker {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &Broker{src: src, coord: coord, o: o, m: o.Metrics, ctx: ctx, cancel: cancel,
-		ranges: map[string]*liveRange{}, perAddr: map[string]int{},
+		ranges: map[string]*liveRange{}, perAddr: map[string]int{}, addrRanges: map[string]map[*liveRange]int{},
 		wq: make(chan *detached, o.MaxClients), detached: map[*detached]struct{}{}}
 	b.wg.Add(o.Writers + 2)
 	for range o.Writers {
@@ -84,9 +87,12 @@ func (b *Broker) tickTime(k int64) time.Time { return summary.TickTime(k, b.o.In
 // (Latest) and every newer one through Notify. The caller owns the client
 // until it hands it to Serve or Detach, which close it when the stream ends.
 func (b *Broker) Subscribe(ctx context.Context, spec summary.Spec, addr string) (*Client, error) {
-	lr, isNew, c, err := b.admit(spec, addr)
+	lr, isNew, c, evicted, err := b.admit(spec, addr)
 	if err != nil {
 		return nil, err
+	}
+	if evicted != nil {
+		b.unwatch(evicted)
 	}
 	if isNew {
 		if err := b.coord.Watch(ctx, lr.key); err != nil {
@@ -104,23 +110,32 @@ func (b *Broker) Subscribe(ctx context.Context, spec summary.Spec, addr string) 
 }
 
 // admit checks the limits and registers a client, creating its range.
-func (b *Broker) admit(spec summary.Spec, addr string) (lr *liveRange, isNew bool, c *Client, err error) {
+// At MaxRanges it makes room by evicting the range idle longest (no
+// clients, in its grace period), which the caller must unwatch.
+func (b *Broker) admit(spec summary.Spec, addr string) (lr *liveRange, isNew bool, c *Client, evicted *liveRange, err error) {
 	key := spec.Key()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
-		return nil, false, nil, ErrClosed
+		return nil, false, nil, nil, ErrClosed
 	}
 	if b.clients >= b.o.MaxClients || b.perAddr[addr] >= b.o.MaxClientsPerAddr {
 		b.m.reject(rejectClients)
-		return nil, false, nil, ErrTooManyClients
+		return nil, false, nil, nil, ErrTooManyClients
 	}
 	lr = b.ranges[key]
 	isNew = lr == nil
+	held := b.addrRanges[addr]
+	if held[lr] == 0 && len(held) >= b.o.MaxRangesPerAddr {
+		b.m.reject(rejectRangesPerAddr)
+		return nil, false, nil, nil, ErrTooManyRangesForAddr
+	}
 	if isNew {
 		if len(b.ranges) >= b.o.MaxRanges {
-			b.m.reject(rejectRanges)
-			return nil, false, nil, ErrTooManyRanges
+			if evicted = b.evictIdle(); evicted == nil {
+				b.m.reject(rejectRanges)
+				return nil, false, nil, nil, ErrTooManyRanges
+			}
 		}
 		lr = newLiveRange(b.ctx, spec, b.o.Now())
 		b.ranges[key] = lr
@@ -133,8 +148,47 @@ func (b *Broker) admit(spec summary.Spec, addr string) (lr *liveRange, isNew boo
 	lr.add(c)
 	b.clients++
 	b.perAddr[addr]++
+	if held == nil {
+		held = map[*liveRange]int{}
+		b.addrRanges[addr] = held
+	}
+	held[lr]++
 	b.m.clients.Set(float64(b.clients))
-	return lr, isNew, c, nil
+	return lr, isNew, c, evicted, nil
+}
+
+// evictIdle forgets the range whose last client left longest ago (it
+// would be dropped at the end of its grace period anyway), so that a
+// full instance takes a new range instead of answering 503 while idle
+// ranges wait out their grace. b.mu is held. It returns nil when every
+// range has clients.
+func (b *Broker) evictIdle() *liveRange {
+	var oldest *liveRange
+	for _, lr := range b.ranges {
+		if lr.dropTimer != nil && (oldest == nil || lr.idleSince.Before(oldest.idleSince)) {
+			oldest = lr
+		}
+	}
+	if oldest == nil {
+		return nil
+	}
+	oldest.dropTimer.Stop()
+	oldest.dropTimer = nil
+	delete(b.ranges, oldest.key)
+	oldest.stop()
+	b.m.evicted.Inc()
+	return oldest
+}
+
+// unwatch stops announcements for a range this broker forgot, unless a
+// new client has brought its key back meanwhile.
+func (b *Broker) unwatch(lr *liveRange) {
+	b.mu.Lock()
+	back := b.ranges[lr.key] != nil
+	b.mu.Unlock()
+	if !back {
+		_ = b.coord.Unwatch(b.ctx, lr.key)
+	}
 }
 
 // initial gives a new range its first snapshot: the stored one when it is
@@ -177,8 +231,17 @@ func (b *Broker) release(c *Client) {
 	if b.perAddr[c.addr]--; b.perAddr[c.addr] <= 0 {
 		delete(b.perAddr, c.addr)
 	}
+	if held := b.addrRanges[c.addr]; held != nil {
+		if held[lr]--; held[lr] <= 0 {
+			delete(held, lr)
+		}
+		if len(held) == 0 {
+			delete(b.addrRanges, c.addr)
+		}
+	}
 	b.m.clients.Set(float64(b.clients))
 	if lr.empty() && !b.closed && b.ranges[lr.key] == lr {
+		lr.idleSince = b.o.Now()
 		lr.dropTimer = time.AfterFunc(b.o.Grace, func() { b.drop(lr) })
 	}
 }

@@ -24,6 +24,7 @@ type liveRange struct {
 	arrived chan struct{} // closed and replaced on every new snapshot
 
 	dropTimer *time.Timer // guarded by the broker's mu
+	idleSince time.Time   // when the last client left; guarded by the broker's mu
 }
 
 func newLiveRange(parent context.Context, spec summary.Spec, now time.Time) *liveRange {

@@ -26,8 +26,9 @@ const (
 type rejectReason string
 
 const (
-	rejectClients rejectReason = "clients"
-	rejectRanges  rejectReason = "ranges"
+	rejectClients       rejectReason = "clients"
+	rejectRanges        rejectReason = "ranges"
+	rejectRangesPerAddr rejectReason = "ranges_per_addr"
 )
 
 // Metrics are the stream's Prometheus collectors.
@@ -40,6 +41,7 @@ type Metrics struct {
 	deliveries      prometheus.Counter
 	slow            prometheus.Counter
 	rejected        *prometheus.CounterVec
+	evicted         prometheus.Counter
 	refreshDuration prometheus.Histogram
 	lag             prometheus.Histogram
 }
@@ -60,7 +62,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		deliveries: prometheus.NewCounter(prometheus.CounterOpts{Name: "analytics_stream_deliveries_total", Help: "Snapshots written to clients."}),
 		slow:       prometheus.NewCounter(prometheus.CounterOpts{Name: "analytics_stream_slow_client_disconnects_total", Help: "Clients dropped because a write missed its deadline."}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "analytics_stream_rejected_total",
-			Help: "Stream connections refused by limit: clients or ranges."}, []string{"reason"}),
+			Help: "Stream connections refused by limit: clients, ranges, or ranges_per_addr."}, []string{"reason"}),
+		evicted: prometheus.NewCounter(prometheus.CounterOpts{Name: "analytics_stream_ranges_evicted_total",
+			Help: "Idle ranges (no clients, in their grace period) forgotten early to make room for a new range at STREAM_MAX_RANGES."}),
 		refreshDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "analytics_stream_refresh_duration_seconds",
 			Help: "Time to compute one range refresh.", Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12)}),
 		lag: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "analytics_stream_delivery_lag_seconds",
@@ -74,10 +78,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range []publishResult{publishOK, publishFenced, publishError} {
 		m.publishes.WithLabelValues(string(r))
 	}
-	for _, r := range []rejectReason{rejectClients, rejectRanges} {
+	for _, r := range []rejectReason{rejectClients, rejectRanges, rejectRangesPerAddr} {
 		m.rejected.WithLabelValues(string(r))
 	}
-	reg.MustRegister(m.clients, m.ranges, m.refreshes, m.contention, m.publishes, m.deliveries, m.slow, m.rejected, m.refreshDuration, m.lag)
+	reg.MustRegister(m.clients, m.ranges, m.refreshes, m.contention, m.publishes, m.deliveries, m.slow, m.rejected, m.evicted, m.refreshDuration, m.lag)
 	return m
 }
 

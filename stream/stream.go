@@ -66,6 +66,9 @@ var (
 	ErrClosed         = errors.New("stream: broker is shutting down")
 	ErrTooManyClients = errors.New("stream: too many clients")
 	ErrTooManyRanges  = errors.New("stream: too many live ranges")
+	// ErrTooManyRangesForAddr: the address already holds
+	// MaxRangesPerAddr ranges; it may join one of them or close one.
+	ErrTooManyRangesForAddr = errors.New("stream: too many live ranges from one address")
 )
 
 // Options configure a Broker. DefaultOptions holds the defaults; a zero
@@ -77,6 +80,7 @@ type Options struct {
 	MaxClients        int           // per instance
 	MaxClientsPerAddr int           // per remote address
 	MaxRanges         int           // live ranges per instance
+	MaxRangesPerAddr  int           // distinct ranges one remote address has clients on
 	Heartbeat         time.Duration // comment on idle streams
 	WriteTimeout      time.Duration // deadline of one write to a client
 	Retry             time.Duration // reconnection delay sent to clients
@@ -95,6 +99,7 @@ func DefaultOptions() Options {
 		MaxClients:        50_000,
 		MaxClientsPerAddr: 1000,
 		MaxRanges:         1000,
+		MaxRangesPerAddr:  100,
 		Heartbeat:         15 * time.Second,
 		WriteTimeout:      5 * time.Second,
 		Retry:             3 * time.Second,
@@ -121,7 +126,7 @@ func (o Options) withDefaults() Options {
 		def int
 	}{
 		{&o.MaxClients, d.MaxClients}, {&o.MaxClientsPerAddr, d.MaxClientsPerAddr},
-		{&o.MaxRanges, d.MaxRanges}, {&o.Writers, d.Writers},
+		{&o.MaxRanges, d.MaxRanges}, {&o.MaxRangesPerAddr, d.MaxRangesPerAddr}, {&o.Writers, d.Writers},
 	} {
 		if *f.v <= 0 {
 			*f.v = f.def

@@ -37,6 +37,7 @@ type Config struct {
 	StreamMaxClients        int
 	StreamMaxClientsPerAddr int
 	StreamMaxRanges         int
+	StreamMaxRangesPerAddr  int
 	Heartbeat               time.Duration
 	StreamWriteTimeout      time.Duration
 	StreamDetach            bool
@@ -81,6 +82,7 @@ func defaultConfig() Config {
 		StreamMaxClients:        so.MaxClients,
 		StreamMaxClientsPerAddr: so.MaxClientsPerAddr,
 		StreamMaxRanges:         so.MaxRanges,
+		StreamMaxRangesPerAddr:  so.MaxRangesPerAddr,
 		Heartbeat:               so.Heartbeat,
 		StreamWriteTimeout:      so.WriteTimeout,
 		StreamDetach:            true,
@@ -104,6 +106,7 @@ func (c Config) streamOptions(log *slog.Logger, reg prometheus.Registerer) strea
 		MaxClients:        c.StreamMaxClients,
 		MaxClientsPerAddr: c.StreamMaxClientsPerAddr,
 		MaxRanges:         c.StreamMaxRanges,
+		MaxRangesPerAddr:  c.StreamMaxRangesPerAddr,
 		Heartbeat:         c.Heartbeat,
 		WriteTimeout:      c.StreamWriteTimeout,
 		Logger:            log,
@@ -153,7 +156,8 @@ func (c *Config) settings() []setting {
 		{"SHUTDOWN_TIMEOUT", "shutdown-timeout", "how long a graceful shutdown waits for requests to finish", (*durationValue)(&c.ShutdownTimeout)},
 		{"STREAM_MAX_CLIENTS", "stream-max-clients", "live stream clients per instance; more get 503 + Retry-After", (*intValue)(&c.StreamMaxClients)},
 		{"STREAM_MAX_CLIENTS_PER_ADDR", "stream-max-clients-per-addr", "live stream clients per remote address", (*intValue)(&c.StreamMaxClientsPerAddr)},
-		{"STREAM_MAX_RANGES", "stream-max-ranges", "distinct live ranges per instance", (*intValue)(&c.StreamMaxRanges)},
+		{"STREAM_MAX_RANGES", "stream-max-ranges", "distinct live ranges per instance; at the limit an idle range (no clients, in its grace period) makes room for a new one", (*intValue)(&c.StreamMaxRanges)},
+		{"STREAM_MAX_RANGES_PER_ADDR", "stream-max-ranges-per-addr", "distinct live ranges one client address may have streams on; more get 429", (*intValue)(&c.StreamMaxRangesPerAddr)},
 		{"STREAM_HEARTBEAT", "stream-heartbeat", "comment line sent on idle streams", (*durationValue)(&c.Heartbeat)},
 		{"STREAM_WRITE_TIMEOUT", "stream-write-timeout", "deadline of one write to a stream; a client that cannot take it is dropped", (*durationValue)(&c.StreamWriteTimeout)},
 		{"STREAM_DETACH", "stream-detach", "hand HTTP/1.1 streams to a shared writer pool after the headers (about 6 KB per client instead of about 35 KB)", (*boolValue)(&c.StreamDetach)},

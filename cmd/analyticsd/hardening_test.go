@@ -313,3 +313,83 @@ func TestFailedAuthenticationIsThrottled(t *testing.T) {
 		t.Errorf("analytics_auth_failures_total = %v, want %d", got, codes[401]+1)
 	}
 }
+
+// openFrom opens a stream from client c and returns its status; a 200's
+// body stays open until closed.
+func openFrom(t *testing.T, c *http.Client, u string) (int, io.Closer) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", u, nil)
+	resp, err := c.Do(req)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	closer := closeFunc(func() error { cancel(); return resp.Body.Close() })
+	t.Cleanup(func() { _ = closer.Close() })
+	if resp.StatusCode != 200 {
+		_ = closer.Close()
+	}
+	return resp.StatusCode, closer
+}
+
+type closeFunc func() error
+
+func (f closeFunc) Close() error { return f() }
+
+// TestStreamRangesPerAddress: one address cannot hold every live range
+// of the instance (STREAM_MAX_RANGES_PER_ADDR, then 429); and when the
+// instance is full, ranges whose clients left make room at once for a new
+// range from someone else, instead of a 503 until their grace ends.
+func TestStreamRangesPerAddress(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, map[string]string{"STREAM_MAX_RANGES": "8", "STREAM_MAX_RANGES_PER_ADDR": "5", "STREAM_HEARTBEAT": "1s"})
+	attacker, other, third := clientFrom(t, "127.0.0.2"), clientFrom(t, "127.0.0.3"), clientFrom(t, "127.0.0.4")
+	u := func(i int) string { return fmt.Sprintf("%s/api/v1/analytics/stream?from=now-%ds&to=now", s.base, i) }
+	var held []io.Closer
+	for i := 1; i <= 5; i++ {
+		code, body := openFrom(t, attacker, u(i))
+		if code != 200 {
+			t.Fatalf("range %d of 5 from one address: %d", i, code)
+		}
+		held = append(held, body)
+	}
+	resp := status(t, attacker, "GET", u(6), "")
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("a 6th range from one address: %d, want 429 with Retry-After", resp.StatusCode)
+	}
+	// Joining a range it already has is fine.
+	if code, _ := openFrom(t, attacker, u(1)); code != 200 {
+		t.Fatalf("a second stream on one of its ranges: %d", code)
+	}
+	// Others fill the instance.
+	for i := 101; i <= 103; i++ {
+		if code, _ := openFrom(t, other, u(i)); code != 200 {
+			t.Fatalf("another address, range %d: %d", i, code)
+		}
+	}
+	if code, _ := openFrom(t, third, u(200)); code != 503 {
+		t.Fatalf("a new range with every range in use: %d, want 503", code)
+	}
+	// The attacker leaves: its ranges are idle (in their grace period) and
+	// make room for a new one at once.
+	for _, b := range held {
+		_ = b.Close()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for metric(t, s.base, "analytics_stream_clients") > 4 { // the second stream on range 1, and other's 3
+		if time.Now().After(deadline) {
+			t.Fatal("the closed streams were not released")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if code, _ := openFrom(t, third, u(200)); code != 200 {
+		t.Fatalf("a new range with idle ones to evict: %d, want 200", code)
+	}
+	if got := metric(t, s.base, "analytics_stream_ranges_evicted_total"); got != 1 {
+		t.Errorf("analytics_stream_ranges_evicted_total = %v, want 1", got)
+	}
+	if got := metric(t, s.base, `analytics_stream_rejected_total{reason="ranges_per_addr"}`); got != 1 {
+		t.Errorf(`rejected{reason="ranges_per_addr"} = %v, want 1`, got)
+	}
+}

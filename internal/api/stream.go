@@ -57,6 +57,11 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		// EventSource retries a 503 only by reconnecting later; Retry-After
 		// tells well-behaved clients and proxies how long to back off.
 		w.Header().Set("Retry-After", "10")
+		if errors.Is(err, stream.ErrTooManyRangesForAddr) {
+			writeError(w, req, http.StatusTooManyRequests, "rate_limited",
+				"this address has too many distinct live ranges open (STREAM_MAX_RANGES_PER_ADDR); close one, or follow a range it already has")
+			return
+		}
 		msg := "the server is shutting down; reconnect shortly"
 		if !errors.Is(err, stream.ErrClosed) {
 			msg = "too many live streams on this server; retry later"
