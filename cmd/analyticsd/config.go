@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -24,6 +26,7 @@ import (
 // it, flags override env vars, and Validate rejects what cannot work.
 type Config struct {
 	Port                    int
+	ListenAddr              string
 	DatabaseURL             string
 	RedisURL                string
 	RedisPrefix             string
@@ -142,6 +145,7 @@ type setting struct {
 func (c *Config) settings() []setting {
 	return []setting{
 		{"PORT", "port", "HTTP port to listen on", (*portValue)(&c.Port)},
+		{"LISTEN_ADDR", "listen-addr", "address to listen on, without the port (127.0.0.1, ::1, a host name); empty: every interface", (*hostValue)(&c.ListenAddr)},
 		{"DATABASE_URL", "database-url", "PostgreSQL URL; the database is created when missing and the role may", (*pgURLValue)(&c.DatabaseURL)},
 		{"DATABASE_READ_URL", "database-read-url", "PostgreSQL replica for summaries, time series and streams (default: DATABASE_URL)", (*optionalPGURLValue)(&c.DatabaseReadURL)},
 		{"REDIS_URL", "redis-url", "Redis URL (redis:// or rediss://); with REDIS_CLUSTER, seed nodes as redis://host1:6379?addr=host2:6379&addr=host3:6379", (*redisURLValue)(&c.RedisURL)},
@@ -343,6 +347,44 @@ func (v *countValue) Set(s string) error {
 	}
 	*v = countValue(n)
 	return nil
+}
+
+// hostValue is an address to listen on without its port: an IP address
+// (IPv6 with or without brackets), a host name, or empty for every
+// interface. A port in it is refused rather than silently preferred to
+// PORT.
+type hostValue string
+
+func (v *hostValue) String() string { return string(*v) }
+func (v *hostValue) Set(s string) error {
+	if _, port, err := net.SplitHostPort(s); err == nil {
+		return fmt.Errorf("is the address only; give the port (%s) with PORT", port)
+	}
+	host := strings.TrimSuffix(strings.TrimPrefix(s, "["), "]")
+	if _, err := netip.ParseAddr(host); host != "" && err != nil && !validHostName(host) {
+		return errors.New("must be an IP address such as 127.0.0.1 or ::1, or a host name")
+	}
+	*v = hostValue(host)
+	return nil
+}
+
+// validHostName accepts letters, digits, '-' and '.' in labels of at most
+// 63 characters.
+func validHostName(s string) bool {
+	if len(s) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(s, "."), ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, c := range label {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 type portValue int

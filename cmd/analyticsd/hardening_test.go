@@ -393,3 +393,43 @@ func TestStreamRangesPerAddress(t *testing.T) {
 		t.Errorf(`rejected{reason="ranges_per_addr"} = %v, want 1`, got)
 	}
 }
+
+// TestListenAddr: by default the server listens on every interface (it
+// answers on 127.0.0.2 too); LISTEN_ADDR=127.0.0.1 binds that address
+// only. A port in LISTEN_ADDR is refused with a message naming PORT.
+func TestListenAddr(t *testing.T) {
+	t.Parallel()
+	reach := func(base string) bool {
+		_, port, _ := net.SplitHostPort(strings.TrimPrefix(base, "http://"))
+		c, err := net.DialTimeout("tcp", "127.0.0.2:"+port, 2*time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}
+	if all := startServer(t, nil); !reach(all.base) {
+		t.Fatal("the default does not listen on every interface")
+	}
+	one := startServer(t, map[string]string{"LISTEN_ADDR": "127.0.0.1"})
+	if reach(one.base) {
+		t.Fatal("LISTEN_ADDR=127.0.0.1 answers on 127.0.0.2")
+	}
+	if !strings.Contains(one.logs.String(), "addr=127.0.0.1:") {
+		t.Fatalf("the log does not say where it listens:\n%s", one.logs)
+	}
+	for _, v := range []string{"127.0.0.1", "[::1]", "::1", "localhost", "", "0.0.0.0"} {
+		if _, err := parseConfig("serve", nil, func(k string) string { return map[string]string{"LISTEN_ADDR": v}[k] }, io.Discard, nil); err != nil {
+			t.Errorf("LISTEN_ADDR=%q: %v", v, err)
+		}
+	}
+	for _, v := range []string{"127.0.0.1:8080", "[::1]:80", "bad host", "-x", "a..b"} {
+		_, err := parseConfig("serve", nil, func(k string) string { return map[string]string{"LISTEN_ADDR": v}[k] }, io.Discard, nil)
+		if err == nil || !strings.Contains(err.Error(), "LISTEN_ADDR") {
+			t.Errorf("LISTEN_ADDR=%q: %v, want an error naming LISTEN_ADDR", v, err)
+		}
+	}
+	_, err := parseConfig("serve", nil, func(k string) string { return map[string]string{"LISTEN_ADDR": "127.0.0.1:8080"}[k] }, io.Discard, nil)
+	if err == nil || !strings.Contains(err.Error(), "PORT") {
+		t.Errorf("a port in LISTEN_ADDR: %v, want a hint at PORT", err)
+	}
+}

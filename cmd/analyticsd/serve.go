@@ -134,9 +134,10 @@ func startBackground(ctx context.Context, cfg Config, db *storage.DB, reg promet
 // serve listens and serves until ctx ends, then shuts srv down within
 // SHUTDOWN_TIMEOUT.
 func serve(ctx context.Context, srv *http.Server, cfg Config, log *slog.Logger) error {
-	ln, err := net.Listen("tcp", ":"+strconv.Itoa(cfg.Port))
+	addr := net.JoinHostPort(cfg.ListenAddr, strconv.Itoa(cfg.Port))
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("listen on port %d: %w", cfg.Port, err)
+		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
 	log.Info("listening", "addr", ln.Addr().String(), "demo", cfg.Demo)
 	errc := make(chan error, 1)
