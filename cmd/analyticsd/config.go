@@ -53,6 +53,7 @@ type Config struct {
 	RedisCluster            bool
 	APIKeys                 string
 	APIKeysFile             string
+	APIKeysReloadInterval   time.Duration
 	ReadAuth                auth.ReadAuth
 	RateLimitAddr           int
 	RateLimitKey            int
@@ -99,6 +100,7 @@ func defaultConfig() Config {
 		RateLimitAddr:           50,
 		RateLimitKey:            100,
 		RateLimitAuthFailures:   10,
+		APIKeysReloadInterval:   5 * time.Second,
 	}
 }
 
@@ -169,7 +171,8 @@ func (c *Config) settings() []setting {
 		{"ROLLUP_INTERVAL", "rollup-interval", "how often the rollup worker looks for changed minutes", (*durationValue)(&c.RollupInterval)},
 		{"ROLLUP_CACHE_MB", "rollup-cache-mb", "memory for decoded rollup bitmaps per instance (0 disables)", (*countValue)(&c.RollupCacheMB)},
 		{"API_KEYS", "api-keys", "API keys as sha256:<hex>:<scopes> entries separated by spaces or ';' (see `analyticsd keygen`)", (*secretValue)(&c.APIKeys)},
-		{"API_KEYS_FILE", "api-keys-file", "file of API key entries, one per line, # comments", (*stringValue)(&c.APIKeysFile)},
+		{"API_KEYS_FILE", "api-keys-file", "file of API key entries, one per line, # comments; reloaded on SIGHUP and when it changes", (*stringValue)(&c.APIKeysFile)},
+		{"API_KEYS_RELOAD_INTERVAL", "api-keys-reload-interval", "how often API_KEYS_FILE is checked for changes (0: only on SIGHUP)", (*durationValue)(&c.APIKeysReloadInterval)},
 		{"READ_AUTH", "read-auth", "open (reads need no key) or required (reads need a key with the read scope)", (*readAuthValue)(&c.ReadAuth)},
 		{"RATE_LIMIT_ADDR", "rate-limit-addr", "API requests per second per client address, bursts of twice that (0 disables)", (*countValue)(&c.RateLimitAddr)},
 		{"RATE_LIMIT_KEY", "rate-limit-key", "API requests per second per API key, bursts of twice that (0 disables)", (*countValue)(&c.RateLimitKey)},
@@ -230,6 +233,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := ratelimit.ParseProxies(c.TrustedProxies); err != nil {
 		errs = append(errs, fmt.Errorf("TRUSTED_PROXIES: %w", err))
+	}
+	if c.APIKeysReloadInterval != 0 && c.APIKeysReloadInterval < 100*time.Millisecond {
+		errs = append(errs, errors.New("API_KEYS_RELOAD_INTERVAL must be 0 (only on SIGHUP) or at least 100ms"))
 	}
 	if c.CacheStaleTTL < 0 {
 		errs = append(errs, errors.New("CACHE_STALE_TTL must not be negative"))

@@ -9,8 +9,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -431,5 +436,146 @@ func TestListenAddr(t *testing.T) {
 	_, err := parseConfig("serve", nil, func(k string) string { return map[string]string{"LISTEN_ADDR": "127.0.0.1:8080"}[k] }, io.Discard, nil)
 	if err == nil || !strings.Contains(err.Error(), "PORT") {
 		t.Errorf("a port in LISTEN_ADDR: %v, want a hint at PORT", err)
+	}
+}
+
+func writeKeys(t *testing.T, path string, entries ...string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte("# rotated\n"+strings.Join(entries, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitCode polls until a GET with token answers code.
+func waitCode(t *testing.T, u, token string, code int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r := do(t, "GET", u, token, "", nil)
+		if r.code == code {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d, still not %d", u, r.code, code)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestAPIKeysFileReloads: a key rotated in API_KEYS_FILE works without a
+// restart while requests keep flowing (-race checks the swap); keys in
+// API_KEYS stay; a bad file is logged and counted and changes nothing.
+func TestAPIKeysFileReloads(t *testing.T) {
+	t.Parallel()
+	old, fresh, inline := newKey(t, auth.ScopeRead), newKey(t, auth.ScopeRead), newKey(t, auth.ScopeRead)
+	path := filepath.Join(t.TempDir(), "keys")
+	writeKeys(t, path, old.entry)
+	s := startServer(t, map[string]string{"API_KEYS_FILE": path, "API_KEYS": inline.entry, "READ_AUTH": "required",
+		"API_KEYS_RELOAD_INTERVAL": "100ms", "RATE_LIMIT_AUTH_FAILURES": "0"})
+	sum := s.base + "/api/v1/analytics/summary?from=now-1h&to=now"
+
+	// Requests with the inline key run throughout the rotations.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var failures atomic.Int64
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				req, _ := http.NewRequest("GET", sum, nil)
+				req.Header.Set("Authorization", "Bearer "+inline.token)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil || resp.StatusCode != 200 {
+					failures.Add(1)
+				}
+				if err == nil {
+					resp.Body.Close()
+				}
+			}
+		}()
+	}
+	writeKeys(t, path, fresh.entry)
+	waitCode(t, sum, fresh.token, 200)
+	if r := do(t, "GET", sum, old.token, "", nil); r.code != 401 {
+		t.Fatalf("the rotated-out key: %d", r.code)
+	}
+	// A bad file: logged, counted, and the keys stay.
+	writeKeys(t, path, "sha256:0123:read")
+	deadline := time.Now().Add(10 * time.Second)
+	for metric(t, s.base, `analytics_api_keys_reloads_total{result="error"}`) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the bad file was not counted:\n%s", s.logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if r := do(t, "GET", sum, fresh.token, "", nil); r.code != 200 {
+		t.Fatalf("the key after a bad file: %d", r.code)
+	}
+	if !strings.Contains(s.logs.String(), "previous keys stay") {
+		t.Fatalf("the bad file was not logged:\n%s", s.logs)
+	}
+	writeKeys(t, path, old.entry, fresh.entry)
+	waitCode(t, sum, old.token, 200)
+	close(stop)
+	wg.Wait()
+	if n := failures.Load(); n != 0 {
+		t.Fatalf("%d requests with the inline key failed during reloads", n)
+	}
+	if got := metric(t, s.base, "analytics_api_keys"); got != 3 {
+		t.Fatalf("analytics_api_keys = %v, want 3", got)
+	}
+	if got := metric(t, s.base, `analytics_api_keys_reloads_total{result="ok"}`); got != 2 {
+		t.Fatalf("ok reloads = %v, want 2", got)
+	}
+}
+
+// TestSIGHUPReloadsKeys sends SIGHUP to this test process, which runs the
+// server: the server reloads API_KEYS_FILE (polling is off here) and
+// keeps running, where the default action would end the process.
+func TestSIGHUPReloadsKeys(t *testing.T) {
+	t.Parallel()
+	old, fresh := newKey(t, auth.ScopeIngest), newKey(t, auth.ScopeIngest)
+	path := filepath.Join(t.TempDir(), "keys")
+	writeKeys(t, path, old.entry)
+	s := startServer(t, map[string]string{"API_KEYS_FILE": path, "API_KEYS_RELOAD_INTERVAL": "0"})
+	u := s.base + "/api/v1/events"
+	at := time.Now().Add(-time.Minute)
+	if r := do(t, "POST", u, old.token, "application/json", batch(1, at)); r.code != 202 {
+		t.Fatalf("before: %d %s", r.code, r.raw)
+	}
+	writeKeys(t, path, fresh.entry)
+	time.Sleep(200 * time.Millisecond)
+	if r := do(t, "POST", u, fresh.token, "application/json", batch(1, at)); r.code != 401 {
+		t.Fatalf("with polling off, the new key works before SIGHUP: %d", r.code)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r := do(t, "POST", u, fresh.token, "application/json", batch(1, at))
+		if r.code == 202 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after SIGHUP the new key gets %d\n%s", r.code, s.logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if r := do(t, "POST", u, old.token, "application/json", batch(1, at)); r.code != 401 {
+		t.Fatalf("the old key after SIGHUP: %d", r.code)
+	}
+	if !strings.Contains(s.logs.String(), "trigger=hangup") {
+		t.Fatalf("the reload does not say SIGHUP caused it:\n%s", s.logs)
 	}
 }

@@ -10,8 +10,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -57,20 +59,32 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		// Not fatal: summaries come from PostgreSQL until Redis answers.
 		log.Warn("redis does not answer; serving without cache until it does", "err", err)
 	}
-	keys, err := loadKeys(cfg)
-	if err != nil {
-		return err
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	keys := &auth.Keys{}
+	reloader := auth.NewReloader(keys, auth.Source{Inline: cfg.APIKeys, File: cfg.APIKeysFile}, cfg.APIKeysReloadInterval, log, reg)
+	if err := reloader.Load(); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	if keys.Len() == 0 {
 		log.Info("no API keys configured: POST /api/v1/events answers 401 until API_KEYS or API_KEYS_FILE lists one")
 	}
+	// SIGHUP reloads API_KEYS_FILE instead of ending the process. The
+	// handler is this function's, so a test running it in process can
+	// signal itself.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	var bg sync.WaitGroup // background work owned by this function
 	defer bg.Wait()
 	bgCtx, stopBackground := context.WithCancel(ctx)
 	defer stopBackground()
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		reloader.Run(bgCtx, hup)
+	}()
 	if err := startBackground(bgCtx, cfg, db, reg, log, &bg); err != nil {
 		return err
 	}
@@ -192,21 +206,4 @@ func prepareSchema(ctx context.Context, db *storage.DB, noMigrate bool, log *slo
 		log.Info("applied migrations", "count", n)
 	}
 	return nil
-}
-
-// loadKeys reads API_KEYS and API_KEYS_FILE.
-func loadKeys(cfg Config) (*auth.Keys, error) {
-	text := cfg.APIKeys
-	if cfg.APIKeysFile != "" {
-		b, err := os.ReadFile(cfg.APIKeysFile)
-		if err != nil {
-			return nil, fmt.Errorf("%w: API_KEYS_FILE: %v", errUsage, err)
-		}
-		text += "\n" + string(b)
-	}
-	keys, err := auth.ParseKeys(text)
-	if err != nil {
-		return nil, fmt.Errorf("%w: API keys: %v", errUsage, err)
-	}
-	return keys, nil
 }

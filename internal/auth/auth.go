@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 )
 
 // Scope is what a key may do.
@@ -52,22 +53,35 @@ type Key struct {
 // Has reports whether the key carries scope s.
 func (k *Key) Has(s Scope) bool { return k != nil && k.scopes[s] }
 
-// Keys is the configured set.
-type Keys struct{ keys []*Key }
+// Keys is the configured set. Replace swaps it for another atomically:
+// a request sees the old set or the new one, never a mix.
+type Keys struct{ set atomic.Pointer[[]*Key] }
+
+// list is the current set.
+func (ks *Keys) list() []*Key {
+	if ks == nil {
+		return nil
+	}
+	if p := ks.set.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
 
 // Len is the number of keys.
-func (ks *Keys) Len() int {
-	if ks == nil {
-		return 0
-	}
-	return len(ks.keys)
+func (ks *Keys) Len() int { return len(ks.list()) }
+
+// Replace makes ks hold the keys of other (none when other is nil).
+func (ks *Keys) Replace(other *Keys) {
+	list := other.list()
+	ks.set.Store(&list)
 }
 
 // ParseKeys reads entries "sha256:<64 hex digits>:<scope>[,<scope>]"
 // separated by white space, newlines or ';'. '#' starts a comment that runs
 // to the end of the line. `analyticsd keygen` prints a key and its entry.
 func ParseKeys(text string) (*Keys, error) {
-	ks := &Keys{}
+	var list []*Key
 	seen := map[[32]byte]bool{}
 	for n, line := range strings.Split(text, "\n") {
 		if i := strings.IndexByte(line, '#'); i >= 0 {
@@ -82,9 +96,11 @@ func ParseKeys(text string) (*Keys, error) {
 				return nil, fmt.Errorf("line %d: key %s is listed twice", n+1, k.ID)
 			}
 			seen[k.hash] = true
-			ks.keys = append(ks.keys, k)
+			list = append(list, k)
 		}
 	}
+	ks := &Keys{}
+	ks.set.Store(&list)
 	return ks, nil
 }
 
@@ -115,12 +131,12 @@ func parseEntry(entry string) (*Key, error) {
 // compared, in constant time, so the time taken says nothing about which
 // key (or how much of one) matched.
 func (ks *Keys) Lookup(token string) (*Key, bool) {
-	if ks == nil || token == "" {
+	if token == "" {
 		return nil, false
 	}
 	sum := sha256.Sum256([]byte(token))
 	var found *Key
-	for _, k := range ks.keys {
+	for _, k := range ks.list() {
 		if subtle.ConstantTimeCompare(sum[:], k.hash[:]) == 1 {
 			found = k
 		}

@@ -1,0 +1,161 @@
+package auth
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// TestReplaceUnderConcurrentLookups: lookups running while the set is
+// swapped see the old set or the new one (run with -race).
+func TestReplaceUnderConcurrentLookups(t *testing.T) {
+	a, aEntry, _ := Generate(ScopeRead)
+	b, bEntry, _ := Generate(ScopeRead)
+	setA, _ := ParseKeys(aEntry)
+	setB, _ := ParseKeys(bEntry)
+	live := &Keys{}
+	live.Replace(setA)
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				_, okA := live.Lookup(a)
+				_, okB := live.Lookup(b)
+				if okA && okB {
+					t.Error("both sets at once")
+					return
+				}
+				_ = live.Len()
+			}
+		}()
+	}
+	for i := range 1000 {
+		if i%2 == 0 {
+			live.Replace(setB)
+		} else {
+			live.Replace(setA)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	live.Replace(nil)
+	if live.Len() != 0 {
+		t.Fatal("Replace(nil) kept keys")
+	}
+}
+
+func writeAtomically(t *testing.T, path, text string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestReloader: the file is reloaded when it changes and on a signal;
+// inline keys stay; a bad or missing file is logged and counted and the
+// keys stay as they were.
+func TestReloader(t *testing.T) {
+	inline, inlineEntry, _ := Generate(ScopeIngest)
+	one, oneEntry, _ := Generate(ScopeRead)
+	two, twoEntry, _ := Generate(ScopeRead)
+	path := filepath.Join(t.TempDir(), "keys")
+	writeAtomically(t, path, oneEntry+"\n")
+	var logs syncBuffer
+	reg := prometheus.NewRegistry()
+	keys := &Keys{}
+	r := NewReloader(keys, Source{Inline: inlineEntry, File: path}, 10*time.Millisecond, slog.New(slog.NewTextHandler(&logs, nil)), reg)
+	if err := r.Load(); err != nil || keys.Len() != 2 {
+		t.Fatalf("load: %v, %d keys", err, keys.Len())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	hup := make(chan os.Signal, 1)
+	done := make(chan struct{})
+	go func() { r.Run(ctx, hup); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	has := func(token string) bool { _, ok := keys.Lookup(token); return ok }
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: never happened\n%s", what, logs.String())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	writeAtomically(t, path, twoEntry+"\n")
+	waitFor("rotation by file change", func() bool { return has(two) && !has(one) && has(inline) })
+
+	writeAtomically(t, path, "sha256:not-a-hash:read\n")
+	waitFor("a bad file counted", func() bool { return testutil.ToFloat64(r.runs.WithLabelValues("error")) == 1 })
+	if !has(two) || !has(inline) {
+		t.Fatal("a bad file dropped the keys")
+	}
+	if !strings.Contains(logs.String(), "previous keys stay") || strings.Contains(logs.String(), "not-a-hash") {
+		t.Fatalf("log of a bad file: %s", logs.String())
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("a missing file counted", func() bool { return testutil.ToFloat64(r.runs.WithLabelValues("error")) == 2 })
+	if !has(two) {
+		t.Fatal("a missing file dropped the keys")
+	}
+	// Written in place with the same size and time, only a signal tells.
+	writeAtomically(t, path, oneEntry+"\n")
+	waitFor("the file back", func() bool { return has(one) })
+	fi, _ := os.Stat(path)
+	if err := os.WriteFile(path, []byte(twoEntry+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Chtimes(path, fi.ModTime(), fi.ModTime())
+	time.Sleep(50 * time.Millisecond)
+	if has(two) {
+		t.Fatal("an unchanged stamp was reloaded")
+	}
+	hup <- syscall.SIGHUP
+	waitFor("reload on a signal", func() bool { return has(two) && !has(one) })
+	if ok := testutil.ToFloat64(r.runs.WithLabelValues("ok")); ok != 3 {
+		t.Fatalf("ok reloads = %v, want 3", ok)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
