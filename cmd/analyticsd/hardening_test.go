@@ -73,15 +73,7 @@ func get(t *testing.T, u string) reply {
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, "GET", u, nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	r := reply{code: resp.StatusCode, header: resp.Header, raw: string(b)}
-	_ = json.Unmarshal(b, &r.body)
-	return r
+	return send(t, req)
 }
 
 // TestIngestRefusesInvalidUTF8: ids whose bytes are not UTF-8, or whose
@@ -479,19 +471,14 @@ func TestAPIKeysFileReloads(t *testing.T) {
 	sum := s.base + "/api/v1/analytics/summary?from=now-1h&to=now"
 
 	// Requests with the inline key run throughout the rotations.
-	stop := make(chan struct{})
+	ctx, stop := context.WithCancel(t.Context())
 	var wg sync.WaitGroup
 	var failures atomic.Int64
 	for range 4 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
+			for ctx.Err() == nil {
 				req, _ := http.NewRequest("GET", sum, nil)
 				req.Header.Set("Authorization", "Bearer "+inline.token)
 				resp, err := http.DefaultClient.Do(req)
@@ -521,12 +508,12 @@ func TestAPIKeysFileReloads(t *testing.T) {
 	if r := do(t, "GET", sum, fresh.token, "", nil); r.code != 200 {
 		t.Fatalf("the key after a bad file: %d", r.code)
 	}
-	if !strings.Contains(s.logs.String(), "previous keys stay") {
-		t.Fatalf("the bad file was not logged:\n%s", s.logs)
+	if !strings.Contains(s.logs.String(), "previous keys stay") || strings.Contains(s.logs.String(), "0123:read") {
+		t.Fatalf("the bad file was not logged, or its entry was:\n%s", s.logs)
 	}
 	writeKeys(t, path, old.entry, fresh.entry)
 	waitCode(t, sum, old.token, 200)
-	close(stop)
+	stop()
 	wg.Wait()
 	if n := failures.Load(); n != 0 {
 		t.Fatalf("%d requests with the inline key failed during reloads", n)
