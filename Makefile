@@ -42,6 +42,7 @@ fuzz: ## every fuzz target for FUZZTIME each
 	go test -run '^$$' -fuzz FuzzParseSources -fuzztime $(FUZZTIME) ./cmd/analytics-loadgen
 	go test -run '^$$' -fuzz FuzzUnmarshalSnapshot -fuzztime $(FUZZTIME) ./internal/redis
 	go test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./internal/ingest
+	go test -run '^$$' -fuzz FuzzUnquote -fuzztime $(FUZZTIME) ./internal/ingest
 
 build:
 	CGO_ENABLED=0 go build -trimpath -o bin/analyticsd ./cmd/analyticsd

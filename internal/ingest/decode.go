@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"strings"
 	"time"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -68,10 +69,8 @@ func (t *text) UnmarshalJSON(b []byte) error {
 		return &json.UnmarshalTypeError{Value: jsonKind(b), Type: stringType}
 	}
 	t.set = true
-	if t.bad = checkLiteral(b[1 : len(b)-1]); t.bad != "" {
-		return nil
-	}
-	return json.Unmarshal(b, &t.s)
+	t.s, t.bad = unquote(b[1 : len(b)-1])
+	return nil
 }
 
 func jsonKind(b []byte) string {
@@ -95,11 +94,18 @@ const (
 	reasonSurrogate = "must be valid UTF-8: it holds an unpaired UTF-16 surrogate escape (\\ud800 to \\udfff)"
 )
 
-// checkLiteral checks the inside of a JSON string literal, whose syntax
-// (escapes included) the decoder has already checked: every byte sequence
-// must be UTF-8 and every \u escape of a surrogate must be a high one
-// followed by a low one.
-func checkLiteral(b []byte) string {
+// unquote decodes the inside of a JSON string literal, whose syntax
+// (escapes included) the decoder has already checked, or says why it is
+// refused: a byte sequence that is not UTF-8, or a \u escape of a
+// surrogate that is not a high one followed by a low one.
+func unquote(b []byte) (string, string) {
+	if bytes.IndexByte(b, '\\') < 0 {
+		if !utf8.Valid(b) {
+			return "", reasonBadUTF8
+		}
+		return string(b), ""
+	}
+	out := make([]byte, 0, len(b))
 	for i := 0; i < len(b); {
 		c := b[i]
 		switch {
@@ -109,24 +115,32 @@ func checkLiteral(b []byte) string {
 			switch {
 			case r < 0xd800 || r > 0xdfff:
 			case r < 0xdc00 && i+6 <= len(b) && b[i] == '\\' && b[i+1] == 'u' && isLowSurrogate(hex4(b[i+2:i+6])):
+				r = utf16.DecodeRune(r, hex4(b[i+2:i+6]))
 				i += 6
 			default:
-				return reasonSurrogate
+				return "", reasonSurrogate
 			}
+			out = utf8.AppendRune(out, r)
 		case c == '\\':
+			out = append(out, unescape[b[i+1]])
 			i += 2
 		case c < utf8.RuneSelf:
+			out = append(out, c)
 			i++
 		default:
 			r, size := utf8.DecodeRune(b[i:])
 			if r == utf8.RuneError && size == 1 {
-				return reasonBadUTF8
+				return "", reasonBadUTF8
 			}
+			out = append(out, b[i:i+size]...)
 			i += size
 		}
 	}
-	return ""
+	return string(out), ""
 }
+
+// unescape maps the character after a backslash to what it stands for.
+var unescape = [256]byte{'"': '"', '\\': '\\', '/': '/', 'b': '\b', 'f': '\f', 'n': '\n', 'r': '\r', 't': '\t'}
 
 func isLowSurrogate(r rune) bool { return r >= 0xdc00 && r <= 0xdfff }
 
@@ -190,91 +204,93 @@ func ParseContentType(ct string) (Format, error) {
 // written — or an error about the body as a whole. r must be bounded by
 // the caller (the handler reads at most MaxBodyBytes first).
 func Decode(f Format, r io.Reader, now time.Time) ([]Event, []ItemError, error) {
-	var raws []wire
-	var err error
-	switch f {
-	case JSONArray:
-		raws, err = decodeArray(r)
-	case NDJSON:
-		raws, err = decodeLines(r)
-	default:
-		return nil, nil, ErrUnsupportedMedia
-	}
-	if err != nil {
-		return nil, nil, err
-	}
-	events := make([]Event, 0, len(raws))
+	var events []Event
 	var bad []ItemError
-	for i, w := range raws {
+	// Each event is validated as it is decoded: no list of raw events.
+	each := func(i int, w *wire) {
 		ev, errs := validate(i, w, now)
-		if len(errs) > 0 {
+		switch {
+		case len(errs) > 0:
 			if len(bad) < maxItemErrors {
 				bad = append(bad, errs...)
 			}
-			continue
+		case len(bad) == 0:
+			events = append(events, ev)
 		}
-		events = append(events, ev)
 	}
-	if len(bad) > 0 {
+	var err error
+	switch f {
+	case JSONArray:
+		err = decodeArray(r, each)
+	case NDJSON:
+		err = decodeLines(r, each)
+	default:
+		return nil, nil, ErrUnsupportedMedia
+	}
+	switch {
+	case err != nil:
+		return nil, nil, err
+	case len(bad) > 0:
 		return nil, bad, nil
 	}
 	return events, nil, nil
 }
 
-func decodeArray(r io.Reader) ([]wire, error) {
+func decodeArray(r io.Reader, each func(int, *wire)) error {
 	dec := json.NewDecoder(r)
 	tok, err := dec.Token()
 	if err != nil {
-		return nil, syntax(err)
+		return syntax(err)
 	}
 	if d, ok := tok.(json.Delim); !ok || d != '[' {
-		return nil, &SyntaxError{"the body must be a JSON array of events"}
+		return &SyntaxError{"the body must be a JSON array of events"}
 	}
-	var out []wire
-	for dec.More() {
-		if len(out) == MaxEvents {
-			return nil, ErrTooManyEvents
+	n := 0
+	for ; dec.More(); n++ {
+		if n == MaxEvents {
+			return ErrTooManyEvents
 		}
 		var w wire
 		if err := dec.Decode(&w); err != nil {
-			return nil, itemSyntax(len(out), err)
+			return itemSyntax(n, err)
 		}
-		out = append(out, w)
+		each(n, &w)
 	}
 	if _, err := dec.Token(); err != nil {
-		return nil, syntax(err)
+		return syntax(err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return nil, &SyntaxError{"unexpected data after the JSON array"}
+		return &SyntaxError{"unexpected data after the JSON array"}
 	}
-	return out, nil
+	return nil
 }
 
-func decodeLines(r io.Reader) ([]wire, error) {
+func decodeLines(r io.Reader, each func(int, *wire)) error {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), MaxBodyBytes+1)
-	var out []wire
+	n := 0
 	for line := 0; sc.Scan(); line++ {
 		b := bytes.TrimSpace(sc.Bytes())
 		if len(b) == 0 {
 			continue
 		}
-		if len(out) == MaxEvents {
-			return nil, ErrTooManyEvents
+		if n == MaxEvents {
+			return ErrTooManyEvents
 		}
 		var w wire
 		if b[0] != '{' {
-			return nil, &SyntaxError{fmt.Sprintf("line %d: each line must be one JSON object", line+1)}
+			return &SyntaxError{fmt.Sprintf("line %d: each line must be one JSON object", line+1)}
 		}
 		if err := json.Unmarshal(b, &w); err != nil {
-			return nil, &SyntaxError{fmt.Sprintf("line %d: %s", line+1, describe(err))}
+			return &SyntaxError{fmt.Sprintf("line %d: %s", line+1, describe(err))}
 		}
-		out = append(out, w)
+		each(n, &w)
+		n++
 	}
 	if err := sc.Err(); err != nil {
-		return nil, syntax(err)
+		return syntax(err)
 	}
-	return out, nil
+	return nil
 }
 
 func syntax(err error) error {
@@ -304,7 +320,7 @@ func describe(err error) string {
 	return "malformed JSON"
 }
 
-func validate(i int, w wire, now time.Time) (Event, []ItemError) {
+func validate(i int, w *wire, now time.Time) (Event, []ItemError) {
 	var errs []ItemError
 	bad := func(field, reason string) { errs = append(errs, ItemError{Index: i, Field: field, Reason: reason}) }
 	var ev Event
