@@ -111,8 +111,9 @@ func (g *guard) protect(h http.Handler, a access) http.Handler {
 				g.ingest.reject(reason)
 			}
 		}
+		addr := g.proxies.ClientAddr(r)
 		if a.rateLimited {
-			if ok, wait := g.perAddr.Allow(g.proxies.ClientAddr(r)); !ok {
+			if ok, wait := g.perAddr.Allow(addr); !ok {
 				g.tooMany(w, r, "addr", wait)
 				reject(reasonRateLimited)
 				return
@@ -121,7 +122,6 @@ func (g *guard) protect(h http.Handler, a access) http.Handler {
 		token, present := auth.Token(r, a.tokenInQuery)
 		var key *auth.Key
 		if present {
-			addr := g.proxies.ClientAddr(r)
 			if blocked, wait := g.authFailures.Blocked(addr); blocked {
 				g.tooMany(w, r, "auth", wait)
 				reject(reasonRateLimited)
