@@ -6,7 +6,7 @@ GO_TEST = go test -race -count=1
 
 .PHONY: run test test-go ui lint bench bench-go fuzz build services
 
-run: ## server with demo data on http://localhost:3000
+run: ## server with demo data on port 3000, every interface (http://localhost:3000 here)
 	$(SERVICES) go run ./cmd/analyticsd serve --demo
 
 test: ## every test: Go (race) and the dashboard's (Vitest, browser), against real PostgreSQL and Redis

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/liveanalytics/analyticsd/internal/api"
 	"github.com/liveanalytics/analyticsd/internal/auth"
 	"github.com/liveanalytics/analyticsd/internal/redis"
 	"github.com/liveanalytics/analyticsd/storage"
@@ -25,6 +27,9 @@ Usage:
   analyticsd keygen [--scopes ingest,read]
                                make an API key; prints the key (give it to the client) and
                                the entry for API_KEYS / API_KEYS_FILE (only its hash)
+  analyticsd healthcheck [--timeout 3s]
+                               ask this machine's server (GET /health on PORT): exit 0 when
+                               it is ok or degraded, 1 otherwise (the container health check)
   analyticsd help              show this text
 
 Every flag also reads an environment variable; run "analyticsd serve -h" to list them.
@@ -57,6 +62,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runBench(ctx, args, getenv, stdout, stderr)
 	case "keygen":
 		return runKeygen(args, stdout, stderr)
+	case "healthcheck":
+		return runHealthcheck(ctx, args, getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -224,6 +231,31 @@ func runKeygen(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "key (give to the client, shown once):  %s\nentry (for API_KEYS or API_KEYS_FILE): %s\n", token, entry)
+	return nil
+}
+
+// runHealthcheck is `analyticsd healthcheck`, the container's health check
+// (the distroless image has no shell and no curl): GET /health on this
+// machine's PORT within --timeout. It exits 0 when the server answers ok or
+// degraded and 1 otherwise, never 2, which Docker reserves.
+func runHealthcheck(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	timeout := 3 * time.Second
+	cfg, err := parseConfig("healthcheck", args, getenv, stderr, func(fs *flag.FlagSet, _ *Config) {
+		fs.DurationVar(&timeout, "timeout", timeout, "give up when the server has not answered within this")
+	})
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return fmt.Errorf("healthcheck: %v", err) // %v: exit 1, not the usage error's 2
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	status, err := api.CheckHealth(ctx, "http://127.0.0.1:"+strconv.Itoa(cfg.Port)+"/health")
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	fmt.Fprintln(stdout, status)
 	return nil
 }
 
