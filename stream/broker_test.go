@@ -346,3 +346,82 @@ func TestCloseLeaksNoGoroutines(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestClusterRangesCountsEachRangeOnce: three live ranges spread over two
+// brokers (one held by both) are three distinct ranges, through Redis and
+// in memory: analytics_stream_cluster_ranges, read with max() over the
+// instances, says 3 where the sum of analytics_stream_ranges says 4.
+func TestClusterRangesCountsEachRangeOnce(t *testing.T) {
+	t.Parallel()
+	for _, memory := range []bool{false, true} {
+		t.Run(map[bool]string{false: "redis", true: "memory"}[memory], func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			var shared *stream.Memory
+			if memory {
+				shared = stream.NewMemory()
+			}
+			var regs []*prometheus.Registry
+			var brokers []*stream.Broker
+			for range 2 {
+				reg := prometheus.NewRegistry()
+				var coord stream.Coordinator = redis.NewCoordinator(e.rdb, e.prefix)
+				if memory {
+					coord = shared
+				}
+				cache := redis.NewCache(e.rdb, e.prefix, time.Minute, 0)
+				svc := summary.NewService(e.db, cache, summary.ServiceOptions{Metrics: summary.NewMetrics(prometheus.NewRegistry())})
+				b := stream.New(svc, coord, stream.Options{Interval: interval, Grace: time.Minute, Metrics: stream.NewMetrics(reg)})
+				t.Cleanup(b.Close)
+				regs, brokers = append(regs, reg), append(brokers, b)
+			}
+			subscribe := func(b *stream.Broker, from string) {
+				spec, err := e.parser.ParseSpec(from, "now")
+				if err != nil {
+					t.Fatal(err)
+				}
+				c, err := b.Subscribe(context.Background(), spec, "127.0.0.1")
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(c.Close)
+			}
+			subscribe(brokers[0], "now-1h")
+			subscribe(brokers[0], "now-2h")
+			subscribe(brokers[1], "now-2h")
+			subscribe(brokers[1], "now-3h")
+			var last [2]float64
+			for deadline := time.Now().Add(20 * interval); ; {
+				for i, reg := range regs {
+					last[i] = gauge(t, reg, "analytics_stream_cluster_ranges")
+				}
+				if max(last[0], last[1]) == 3 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("analytics_stream_cluster_ranges on the two instances: %v, want a maximum of 3", last)
+				}
+				time.Sleep(interval / 4)
+			}
+			if got := gauge(t, regs[0], "analytics_stream_ranges") + gauge(t, regs[1], "analytics_stream_ranges"); got != 4 {
+				t.Fatalf("sum of analytics_stream_ranges = %v, want 4", got)
+			}
+		})
+	}
+}
+
+// gauge reads one unlabelled gauge from reg.
+func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("%s not gathered", name)
+	return 0
+}

@@ -67,7 +67,7 @@ func startServer(t *testing.T, env map[string]string, args ...string) *server {
 		"PORT":         port,
 		"DATABASE_URL": testenv.PostgresURL(t),
 		"REDIS_URL":    testenv.RedisURL(t),
-		"REDIS_PREFIX": testenv.RandomName("test:") + ":",
+		"REDIS_PREFIX": testenv.KeyPrefix(t), // its keys are deleted when the test ends
 		"LOG_FORMAT":   "text",
 		// Tests hammer the API from one address; the rate-limit tests
 		// set their own limits.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/liveanalytics/analyticsd/internal/api"
 	"github.com/liveanalytics/analyticsd/internal/auth"
+	"github.com/liveanalytics/analyticsd/internal/ingest"
 	"github.com/liveanalytics/analyticsd/internal/redis"
 	"github.com/liveanalytics/analyticsd/storage"
 	"github.com/liveanalytics/analyticsd/stream"
@@ -71,7 +72,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	defer bg.Wait()
 	bgCtx, stopBackground := context.WithCancel(ctx)
 	defer stopBackground()
-	if err := startBackground(bgCtx, cfg, db, reg, log, &bg); err != nil {
+	ingested := ingest.NewMetrics(reg)
+	if err := startBackground(bgCtx, cfg, db, ingested.Counted(db, ingest.SourceDemo), reg, log, &bg); err != nil {
 		return err
 	}
 
@@ -86,7 +88,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		Summaries: svc,
 		Series:    db,
 		Broker:    broker,
-		Events:    db,
+		Events:    ingested.Counted(db, ingest.SourceAPI),
 		Keys:      keys,
 		Postgres:  db.Ping,
 		Redis:     func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
@@ -109,8 +111,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 }
 
 // startBackground starts the rollup worker (every instance runs the loop;
-// one at a time does the work) and, with --demo, the demo data.
-func startBackground(ctx context.Context, cfg Config, db *storage.DB, reg prometheus.Registerer, log *slog.Logger, bg *sync.WaitGroup) error {
+// one at a time does the work) and, with --demo, the demo data, whose live
+// events go through demo (the ingest path, counted as source "demo").
+func startBackground(ctx context.Context, cfg Config, db *storage.DB, demo ingest.Writer, reg prometheus.Registerer, log *slog.Logger, bg *sync.WaitGroup) error {
 	roller := db.NewRoller(storage.RollupOptions{
 		Interval: cfg.RollupInterval,
 		Logger:   log,
@@ -126,7 +129,7 @@ func startBackground(ctx context.Context, cfg Config, db *storage.DB, reg promet
 		roller.Run(ctx)
 	}()
 	if cfg.Demo {
-		return startDemo(ctx, db, cfg.DemoEvents, log, bg)
+		return startDemo(ctx, db, demo, cfg.DemoEvents, log, bg)
 	}
 	return nil
 }

@@ -35,7 +35,7 @@ type Deps struct {
 	Summaries Summaries          // summary endpoint
 	Series    summary.Aggregator // time series and CSV export
 	Broker    *stream.Broker     // live streams
-	Events    ingest.Writer      // ingest
+	Events    ingest.Writer      // ingest (wrapped by ingest.Metrics.Counted to count what it accepts)
 	Keys      *auth.Keys         // API keys (may be empty)
 	// Postgres and Redis are the health checks: PostgreSQL down is 503,
 	// Redis down is "degraded" (answers still come from PostgreSQL).
@@ -104,8 +104,9 @@ func New(d Deps, o Options) *API {
 	r.PathPrefix("/").MatcherFunc(notAPI).Handler(noBody(dashboard())).Methods(http.MethodGet, http.MethodHead)
 	r.NotFoundHandler = notFound()
 	r.MethodNotAllowedHandler = methodNotAllowed("GET, HEAD")
-	return &API{router: r, log: o.Logger,
-		handler: instrument(o.Logger, newHTTPMetrics(d.Registry))(cors(o.CORSOrigins, r))}
+	hm := newHTTPMetrics(d.Registry)
+	hm.declare(r)
+	return &API{router: r, log: o.Logger, handler: instrument(o.Logger, hm)(cors(o.CORSOrigins, r))}
 }
 
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.handler.ServeHTTP(w, r) }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -70,6 +71,44 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 	}
 	reg.MustRegister(m.requests, m.duration, m.panics)
 	return m
+}
+
+// declare creates the series of every route at 0: its latency histogram,
+// and its request counter for each status it can answer (success, the
+// edge's client errors on /api/ routes, server faults). A counter born at
+// its first increment hides that increment from rate(), so without this
+// the first error on a route would never reach a dashboard.
+func (m *httpMetrics) declare(r *mux.Router) {
+	_ = r.Walk(func(route *mux.Route, _ *mux.Router, _ []*mux.Route) error {
+		tpl, err := route.GetPathTemplate()
+		if err != nil {
+			return nil
+		}
+		methods, err := route.GetMethods()
+		if err != nil {
+			return nil // the 405 fallbacks: any method
+		}
+		for _, method := range methods {
+			m.duration.WithLabelValues(tpl, method)
+			for _, code := range routeCodes(tpl, method) {
+				m.requests.WithLabelValues(tpl, method, code)
+			}
+		}
+		return nil
+	})
+	m.requests.WithLabelValues("unmatched", http.MethodGet, "404")
+}
+
+// routeCodes are the statuses declared for a route and method.
+func routeCodes(tpl, method string) []string {
+	codes := []string{"200", "500", "503"}
+	if method == http.MethodPost {
+		codes = []string{"202", "413", "415", "422", "500", "503"}
+	}
+	if strings.HasPrefix(tpl, "/api/") {
+		codes = append(codes, "400", "401", "403", "429")
+	}
+	return codes
 }
 
 // statusWriter records the status and whether anything was written; it

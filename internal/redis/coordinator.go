@@ -20,7 +20,8 @@ import (
 // Coordinator implements stream.Coordinator on Redis. A range's keys are
 // prefix + "stream:{<range key>}:" + lease:<k> | snap | ch; the braces are
 // a Redis Cluster hash tag, so one range's keys share a slot and the
-// compare-and-set script can touch them together.
+// compare-and-set script can touch them together. The census of interval k
+// is the set prefix + "stream:census:<k>".
 //
 // A Coordinator serves one broker: its pub/sub connection is opened by the
 // first Watch and closed when Listen returns.
@@ -108,6 +109,29 @@ func (c *Coordinator) Latest(ctx context.Context, key string) (*stream.Snapshot,
 		return nil, fmt.Errorf("redis: latest: %w", err)
 	}
 	return unmarshalSnapshot(p)
+}
+
+// Census adds keys to interval k's set (one round trip: SADD, PEXPIRE,
+// SCARD) and returns the set's size.
+func (c *Coordinator) Census(ctx context.Context, k int64, keys []string, ttl time.Duration) (int, error) {
+	set := c.prefix + "stream:census:" + strconv.FormatInt(k, 10)
+	var card *goredis.IntCmd
+	_, err := c.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		if len(keys) > 0 {
+			members := make([]any, len(keys))
+			for i, key := range keys {
+				members[i] = key
+			}
+			p.SAdd(ctx, set, members...)
+			p.PExpire(ctx, set, ttl)
+		}
+		card = p.SCard(ctx, set)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("redis: census: %w", err)
+	}
+	return int(card.Val()), nil
 }
 
 // Watch subscribes to the range's channel.
