@@ -17,8 +17,11 @@
 #        starts inherits TEST_RUN_ID=<id> in its environment
 #        (/proc/<pid>/environ). The ones found are listed, then stopped by pid;
 #      - a tracked file changed, or a file appeared that git does not ignore
-#        (compared with `git status` before the run, so work in progress is
-#        not counted).
+#        (compared with `git status` and the files' contents before the run,
+#        so work in progress is not counted).
+#
+# `.ci/test.sh COMMAND…` runs COMMAND instead of the whole suite, with the
+# same services and the same check (e.g. one package's tests).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,9 +29,11 @@ id=$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')
 export TEST_RUN_ID=$id
 export TEST_KEY_ROOT="test:run-$id:"
 
+# git_state lists every changed or untracked file with its content's hash.
 git_state() {
-	git status --porcelain=v1 --untracked-files=all
-	git diff HEAD --binary | sha256sum # content of files that were already modified
+	git status --porcelain=v1 --untracked-files=all | while IFS= read -r line; do
+		printf '%s %s\n' "$line" "$(git hash-object -- "${line:3}" 2>/dev/null || echo -)"
+	done
 }
 before=$(git_state)
 
@@ -36,7 +41,11 @@ services=$(.ci/services.sh) || exit 1
 eval "$services"
 
 status=0
-go test -race -count=1 ./... && .ci/ui.sh test || status=1
+if [ $# -gt 0 ]; then
+	"$@" || status=1
+else
+	go test -race -count=1 ./... && .ci/ui.sh test || status=1
+fi
 
 echo
 echo "=== leftovers of this run (TEST_RUN_ID=$id)"
@@ -86,7 +95,7 @@ fi
 
 after=$(git_state)
 if [ "$before" != "$after" ]; then
-	echo "the run changed the working tree (git status before, then after):"
+	echo "the run changed the working tree (< before, > after: git status and content hash):"
 	diff <(echo "$before") <(echo "$after") | grep '^[<>]' | sed 's/^/  /'
 	left=1
 fi
