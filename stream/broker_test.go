@@ -68,6 +68,12 @@ func newEnv(t *testing.T) *env {
 
 func (e *env) broker(t *testing.T, refreshes *atomic.Int64, block func(context.Context)) *stream.Broker {
 	t.Helper()
+	return e.brokerWith(t, refreshes, block, nil)
+}
+
+// brokerWith is broker with its collectors (nil: private ones).
+func (e *env) brokerWith(t *testing.T, refreshes *atomic.Int64, block func(context.Context), m *stream.Metrics) *stream.Broker {
+	t.Helper()
 	cache := redis.NewCache(e.rdb, e.prefix, time.Minute, 0)
 	svc := summary.NewService(e.db, cache, summary.ServiceOptions{Metrics: summary.NewMetrics(prometheus.NewRegistry())})
 	var coord stream.Coordinator = redis.NewCoordinator(e.rdb, e.prefix)
@@ -75,9 +81,23 @@ func (e *env) broker(t *testing.T, refreshes *atomic.Int64, block func(context.C
 		coord = e.memory
 	}
 	b := stream.New(countingSource{Service: svc, refreshes: refreshes, block: block}, coord,
-		stream.Options{Interval: interval, Grace: time.Second})
+		stream.Options{Interval: interval, Grace: time.Second, Metrics: m})
 	t.Cleanup(b.Close)
 	return b
+}
+
+// subscribe adds a client of the live range from..now to b.
+func (e *env) subscribe(t *testing.T, b *stream.Broker, from string) *stream.Client {
+	t.Helper()
+	spec, err := e.parser.ParseSpec(from, "now")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := b.Subscribe(context.Background(), spec, "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // collect records every version a client sees; the returned func gives a
@@ -132,14 +152,7 @@ func TestBrokersShareOneRefreshPerRangePerInterval(t *testing.T) {
 			for range n {
 				b := e.broker(t, &refreshes, nil)
 				for _, from := range ranges {
-					spec, err := e.parser.ParseSpec(from, "now")
-					if err != nil {
-						t.Fatal(err)
-					}
-					c, err := b.Subscribe(context.Background(), spec, "127.0.0.1")
-					if err != nil {
-						t.Fatal(err)
-					}
+					c := e.subscribe(t, b, from)
 					subs = append(subs, sub{c, collect(c, stop)})
 				}
 			}
@@ -357,39 +370,22 @@ func TestClusterRangesCountsEachRangeOnce(t *testing.T) {
 		t.Run(map[bool]string{false: "redis", true: "memory"}[memory], func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t)
-			var shared *stream.Memory
 			if memory {
-				shared = stream.NewMemory()
+				e.memory = stream.NewMemory()
 			}
 			var regs []*prometheus.Registry
 			var brokers []*stream.Broker
+			var refreshes atomic.Int64
 			for range 2 {
 				reg := prometheus.NewRegistry()
-				var coord stream.Coordinator = redis.NewCoordinator(e.rdb, e.prefix)
-				if memory {
-					coord = shared
-				}
-				cache := redis.NewCache(e.rdb, e.prefix, time.Minute, 0)
-				svc := summary.NewService(e.db, cache, summary.ServiceOptions{Metrics: summary.NewMetrics(prometheus.NewRegistry())})
-				b := stream.New(svc, coord, stream.Options{Interval: interval, Grace: time.Minute, Metrics: stream.NewMetrics(reg)})
-				t.Cleanup(b.Close)
-				regs, brokers = append(regs, reg), append(brokers, b)
+				regs, brokers = append(regs, reg), append(brokers, e.brokerWith(t, &refreshes, nil, stream.NewMetrics(reg)))
 			}
-			subscribe := func(b *stream.Broker, from string) {
-				spec, err := e.parser.ParseSpec(from, "now")
-				if err != nil {
-					t.Fatal(err)
-				}
-				c, err := b.Subscribe(context.Background(), spec, "127.0.0.1")
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(c.Close)
+			for _, s := range []struct {
+				b    *stream.Broker
+				from string
+			}{{brokers[0], "now-1h"}, {brokers[0], "now-2h"}, {brokers[1], "now-2h"}, {brokers[1], "now-3h"}} {
+				t.Cleanup(e.subscribe(t, s.b, s.from).Close)
 			}
-			subscribe(brokers[0], "now-1h")
-			subscribe(brokers[0], "now-2h")
-			subscribe(brokers[1], "now-2h")
-			subscribe(brokers[1], "now-3h")
 			var last [2]float64
 			for deadline := time.Now().Add(20 * interval); ; {
 				for i, reg := range regs {

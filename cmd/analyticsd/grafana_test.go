@@ -110,13 +110,7 @@ type promServer struct {
 // fails under CI (.ci/run installs the package).
 func startPrometheus(t *testing.T, targets []string) *promServer {
 	t.Helper()
-	bin, err := exec.LookPath("prometheus")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("prometheus is not on PATH, and CI is set: apt-get install prometheus (.ci/run does)")
-		}
-		t.Skip("prometheus is not on PATH: apt-get install prometheus")
-	}
+	bin := testenv.Binary(t, "prometheus", "apt-get install prometheus; .ci/run does")
 	dir := t.TempDir()
 	quoted := make([]string, len(targets))
 	for i, tg := range targets {
