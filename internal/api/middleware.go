@@ -73,11 +73,13 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 	return m
 }
 
-// declare creates the series of every route at 0: its latency histogram,
-// and its request counter for each status it can answer (success, the
-// edge's client errors on /api/ routes, server faults). A counter born at
-// its first increment hides that increment from rate(), so without this
-// the first error on a route would never reach a dashboard.
+// declare creates the request counter of every route at 0 for each status
+// it can answer (success, the edge's client errors on /api/ routes, server
+// faults). A counter born at its first increment hides that increment from
+// rate(), so without this the first error on a route would never reach a
+// dashboard. HEAD (the GET handlers, rarely used) and the latency
+// histograms (a percentile needs many observations anyway) are left to be
+// born when used: they would triple the size of /metrics.
 func (m *httpMetrics) declare(r *mux.Router) {
 	_ = r.Walk(func(route *mux.Route, _ *mux.Router, _ []*mux.Route) error {
 		tpl, err := route.GetPathTemplate()
@@ -89,7 +91,9 @@ func (m *httpMetrics) declare(r *mux.Router) {
 			return nil // the 405 fallbacks: any method
 		}
 		for _, method := range methods {
-			m.duration.WithLabelValues(tpl, method)
+			if method == http.MethodHead {
+				continue
+			}
 			for _, code := range routeCodes(tpl, method) {
 				m.requests.WithLabelValues(tpl, method, code)
 			}
