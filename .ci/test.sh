@@ -96,7 +96,7 @@ fi
 after=$(git_state)
 if [ "$before" != "$after" ]; then
 	echo "the run changed the working tree (< before, > after: git status and content hash):"
-	diff <(echo "$before") <(echo "$after") | grep '^[<>]' | sed 's/^/  /'
+	diff <(sed '/^$/d' <<<"$before") <(sed '/^$/d' <<<"$after") | grep '^[<>]' | sed 's/^/  /'
 	left=1
 fi
 
