@@ -4,7 +4,7 @@ SERVICES = eval "$$(.ci/services.sh)" &&
 STATICCHECK = honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GO_TEST = go test -race -count=1
 
-.PHONY: run test test-go ui lint bench bench-go bench-http fuzz build services
+.PHONY: run test test-go ui lint bench bench-go bench-http bench-fleet fuzz build services
 
 run: ## server with demo data on http://localhost:3000
 	$(SERVICES) go run ./cmd/analyticsd serve --demo
@@ -35,6 +35,11 @@ bench-go: ## the go test benchmarks (summary through the service, cold and cache
 bench-http: ## the cached summary through the server vs a bare net/http handler, wrk in one run (needs wrk)
 	@command -v wrk >/dev/null || { echo "bench-http needs wrk: apt-get install wrk" >&2; exit 1; }
 	$(SERVICES) go run ./cmd/analyticsd bench-http $(BENCH_FLAGS)
+
+FLEET_FLAGS ?= --instances 6 --clients 100000 --ranges 10 --duration 60s
+bench-fleet: ## N instances + load generators on one PostgreSQL/Redis (FLEET_FLAGS); see docs/benchmarks.md
+	go build -o bin/analyticsd ./cmd/analyticsd && go build -o bin/analytics-loadgen ./cmd/analytics-loadgen
+	$(SERVICES) bin/analytics-loadgen fleet --server bin/analyticsd $(FLEET_FLAGS)
 
 FUZZTIME ?= 30s
 fuzz: ## every fuzz target for FUZZTIME each
