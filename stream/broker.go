@@ -328,6 +328,9 @@ func (b *Broker) announced(key string, s *Snapshot) {
 	b.mu.Unlock()
 	if lr != nil && lr.deliver(s) {
 		b.m.lag.Observe(b.o.Now().Sub(s.Published).Seconds())
+		if b.o.Invalidate != nil {
+			b.o.Invalidate(lr.spec.Resolve(b.tickTime(s.Version)).Key())
+		}
 	}
 }
 

@@ -421,3 +421,52 @@ func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Fatalf("%s not gathered", name)
 	return 0
 }
+
+// TestAnnouncedSnapshotsInvalidateTheRangeKey checks the key a broker
+// hands to Options.Invalidate when another instance's snapshot arrives:
+// the key of the range the summary endpoint answers in that interval, so
+// that an in-process copy of it is dropped.
+func TestAnnouncedSnapshotsInvalidateTheRangeKey(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	mem := stream.NewMemory()
+	var mu sync.Mutex
+	invalidated := map[string]bool{}
+	var refreshes atomic.Int64
+	var clients []*stream.Client
+	spec, _ := e.parser.ParseSpec("now-1h", "now")
+	for range 2 {
+		svc := summary.NewService(e.db, nil, summary.ServiceOptions{Metrics: summary.NewMetrics(prometheus.NewRegistry())})
+		b := stream.New(countingSource{Service: svc, refreshes: &refreshes}, mem, stream.Options{Interval: interval, Grace: time.Second,
+			Invalidate: func(key string) {
+				mu.Lock()
+				invalidated[key] = true
+				mu.Unlock()
+			}})
+		t.Cleanup(b.Close)
+		c, err := b.Subscribe(context.Background(), spec, "127.0.0.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, c)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s := clients[0].Latest()
+		if s != nil && refreshes.Load() >= 3 {
+			want := spec.Resolve(summary.TickTime(s.Version, interval)).Key()
+			mu.Lock()
+			ok := invalidated[want]
+			mu.Unlock()
+			if ok {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			mu.Lock()
+			defer mu.Unlock()
+			t.Fatalf("latest snapshot %+v: its range key was never invalidated (got %v)", s, invalidated)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -88,9 +88,13 @@ type Options struct {
 	WriteTimeout      time.Duration // deadline of one write to a client
 	Retry             time.Duration // reconnection delay sent to clients
 	Writers           int           // goroutines writing to detached streams
-	Logger            *slog.Logger
-	Metrics           *Metrics
-	Now               func() time.Time
+	// Invalidate, when set, is told the range key of every snapshot
+	// another instance announces: that instance wrote the summary cache
+	// first, so an in-process copy of the range is out of date.
+	Invalidate func(rangeKey string)
+	Logger     *slog.Logger
+	Metrics    *Metrics
+	Now        func() time.Time
 }
 
 // DefaultOptions are the defaults of every setting; the server's

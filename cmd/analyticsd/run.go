@@ -24,6 +24,9 @@ Usage:
   analyticsd migrate [flags]   apply pending database migrations and exit
   analyticsd seed [flags]      load synthetic events (--events N --days D --users U --types a:3,b:1)
   analyticsd bench [flags]     seed a benchmark database and compare plain SQL with the rollups
+  analyticsd bench-http [flags]
+                               the cached summary through the server against a bare handler
+                               writing the same bytes (needs wrk)
   analyticsd keygen [--scopes ingest,read]
                                make an API key; prints the key (give it to the client) and
                                the entry for API_KEYS / API_KEYS_FILE (only its hash)
@@ -60,6 +63,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runSeed(ctx, args, getenv, stdout, stderr)
 	case "bench":
 		return runBench(ctx, args, getenv, stdout, stderr)
+	case "bench-http":
+		return runBenchHTTP(ctx, args, getenv, stdout, stderr)
 	case "keygen":
 		return runKeygen(args, stdout, stderr)
 	case "healthcheck":

@@ -56,6 +56,10 @@ type Options struct {
 	CORSOrigins     string // comma-separated; "*" for any
 	StreamDetach    bool   // hand HTTP/1.1 streams to the broker's writer pool
 	Logger          *slog.Logger
+	// AccessLog gets the request lines (Logger when nil): every error, and
+	// one in AccessLogSample of the others (1: all; 0: none).
+	AccessLog       *slog.Logger
+	AccessLogSample int
 }
 
 // API is the HTTP surface.
@@ -69,6 +73,9 @@ type API struct {
 func New(d Deps, o Options) *API {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.AccessLog == nil {
+		o.AccessLog = o.Logger
 	}
 	parser := summary.RangeParser{Align: o.RefreshInterval, MaxRange: o.MaxRange}
 	im := newIngestMetrics(d.Registry)
@@ -106,7 +113,8 @@ func New(d Deps, o Options) *API {
 	r.MethodNotAllowedHandler = methodNotAllowed("GET, HEAD")
 	hm := newHTTPMetrics(d.Registry)
 	hm.declare(r)
-	return &API{router: r, log: o.Logger, handler: instrument(o.Logger, hm)(cors(o.CORSOrigins, r))}
+	access := &accessLog{log: o.AccessLog, sample: uint64(max(o.AccessLogSample, 0))}
+	return &API{router: r, log: o.Logger, handler: instrument(o.Logger, access, hm)(cors(o.CORSOrigins, r))}
 }
 
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.handler.ServeHTTP(w, r) }
