@@ -4,13 +4,13 @@ SERVICES = eval "$$(.ci/services.sh)" &&
 STATICCHECK = honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GO_TEST = go test -race -count=1
 
-.PHONY: run test test-go ui lint bench bench-go fuzz build services
+.PHONY: run test test-go ui lint bench bench-go bench-http bench-fleet fuzz build services
 
-run: ## server with demo data on http://localhost:3000
+run: ## server with demo data on port 3000, every interface (http://localhost:3000 here)
 	$(SERVICES) go run ./cmd/analyticsd serve --demo
 
-test: ## every test: Go (race) and the dashboard's (Vitest, browser), against real PostgreSQL and Redis
-	$(SERVICES) $(GO_TEST) ./... && .ci/ui.sh test
+test: ## every test: Go (race) and the dashboard's (Vitest, browser), against real PostgreSQL and Redis; fails if the run leaves a key, a process or a changed file (.ci/test.sh)
+	.ci/test.sh
 
 test-go: ## only the Go tests
 	$(SERVICES) $(GO_TEST) ./...
@@ -32,6 +32,15 @@ bench-go: ## the go test benchmarks (summary through the service, cold and cache
 	$(SERVICES) $(BENCH_DB) BENCH_REDIS_URL="$${BENCH_REDIS_URL:-$$REDIS_URL}" BENCH_EVENTS=$(BENCH_EVENTS) \
 		go test -run '^$$' -bench . -benchmem -count 1 -timeout 60m ./...
 
+bench-http: ## the cached summary through the server vs a bare net/http handler, wrk in one run (needs wrk)
+	@command -v wrk >/dev/null || { echo "bench-http needs wrk: apt-get install wrk" >&2; exit 1; }
+	$(SERVICES) go run ./cmd/analyticsd bench-http $(BENCH_FLAGS)
+
+FLEET_FLAGS ?= --instances 6 --clients 100000 --ranges 10 --duration 60s
+bench-fleet: ## N instances + load generators on one PostgreSQL/Redis (FLEET_FLAGS); see docs/benchmarks.md
+	go build -o bin/analyticsd ./cmd/analyticsd && go build -o bin/analytics-loadgen ./cmd/analytics-loadgen
+	$(SERVICES) bin/analytics-loadgen fleet --server bin/analyticsd $(FLEET_FLAGS)
+
 FUZZTIME ?= 30s
 fuzz: ## every fuzz target for FUZZTIME each
 	go test -run '^$$' -fuzz FuzzParseRange -fuzztime $(FUZZTIME) ./summary
@@ -39,6 +48,7 @@ fuzz: ## every fuzz target for FUZZTIME each
 	go test -run '^$$' -fuzz FuzzDecompose -fuzztime $(FUZZTIME) ./storage
 	go test -run '^$$' -fuzz FuzzParseTypes -fuzztime $(FUZZTIME) ./storage
 	go test -run '^$$' -fuzz FuzzParseDuration -fuzztime $(FUZZTIME) ./cmd/analyticsd
+	go test -run '^$$' -fuzz FuzzParseWrk -fuzztime $(FUZZTIME) ./cmd/analyticsd
 	go test -run '^$$' -fuzz FuzzParseSources -fuzztime $(FUZZTIME) ./cmd/analytics-loadgen
 	go test -run '^$$' -fuzz FuzzUnmarshalSnapshot -fuzztime $(FUZZTIME) ./internal/redis
 	go test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./internal/ingest

@@ -9,13 +9,27 @@
 # - Otherwise a private one is started (a throw-away cluster under /tmp, a
 #   redis-server without persistence), after installing the Debian packages
 #   when running as root. Not root and nothing installed: say what to do.
+#   What it started is listed in ANALYTICSD_SERVICES_STARTED (also printed).
+#
+# `.ci/services.sh stop` stops what ANALYTICSD_SERVICES_STARTED lists and
+# removes the directories this script created for them: `make test` ends
+# with it, so that a run leaves no server of its own behind.
 set -euo pipefail
 
 PG_PORT=${PG_PORT:-5432}
 REDIS_PORT=${REDIS_PORT:-6379}
 STATE=${TMPDIR:-/tmp}/analyticsd-dev
+STARTED=() # pg:<dir> | redis:<pidfile> | dir:<directory this run created>
 say() { echo "services: $*" >&2; }
 die() { say "$*"; exit 1; }
+
+# state_dir makes $STATE, remembering when this run created it.
+state_dir() {
+	if [ ! -d "$STATE" ]; then
+		mkdir -p "$STATE"
+		STARTED+=("dir:$STATE")
+	fi
+}
 
 tcp_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -27,7 +41,7 @@ apt_install() {
 	command -v apt-get >/dev/null || die "no apt-get: install $1 with your package manager, or set DATABASE_URL / REDIS_URL"
 	say "installing $1 (apt-get) …"
 	local log="$STATE/apt-$1.log"
-	mkdir -p "$STATE"
+	state_dir
 	if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$1"; } >"$log" 2>&1; then
 		tail -n 20 "$log" >&2
 		die "apt-get install $1 failed (log: $log)"
@@ -63,6 +77,8 @@ start_private_pg() {
 		[ -n "$bin" ] || die "postgresql installed but no server binaries under /usr/lib/postgresql"
 	fi
 	dir="$STATE/pg-$PG_PORT"
+	state_dir
+	[ -d "$dir" ] || STARTED+=("dir:$dir")
 	mkdir -p "$dir"
 	[ "$(id -u)" = 0 ] && { id postgres >/dev/null 2>&1 || useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres; chown postgres "$STATE" "$dir"; }
 	if [ ! -f "$dir/data/PG_VERSION" ]; then
@@ -74,6 +90,7 @@ start_private_pg() {
 	as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
 		-o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $dir -c fsync=off -c max_connections=300" start >/dev/null \
 		|| { tail -n 20 "$dir/server.log" >&2; die "PostgreSQL did not start (log: $dir/server.log)"; }
+	STARTED+=("pg:$dir")
 }
 
 redis_answers() {
@@ -87,13 +104,43 @@ redis_answers() {
 
 start_private_redis() {
 	command -v redis-server >/dev/null || apt_install redis-server
-	mkdir -p "$STATE"
+	state_dir
 	say "starting a private redis-server on 127.0.0.1:$REDIS_PORT"
 	redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \
 		--dir "$STATE" --logfile "$STATE/redis-$REDIS_PORT.log" --pidfile "$STATE/redis-$REDIS_PORT.pid" >/dev/null
+	STARTED+=("redis:$STATE/redis-$REDIS_PORT.pid")
 	for _ in $(seq 50); do redis_answers && return 0; sleep 0.1; done
 	die "redis-server did not answer (log: $STATE/redis-$REDIS_PORT.log)"
 }
+
+# stop_started stops the servers in ANALYTICSD_SERVICES_STARTED, then
+# removes the directories listed there (after the servers using them).
+stop_started() {
+	local s pid dirs=()
+	for s in ${ANALYTICSD_SERVICES_STARTED:-}; do
+		case $s in
+		pg:*)
+			say "stopping the private PostgreSQL in ${s#pg:}"
+			as_pg "$(pg_bin)/pg_ctl" -D "${s#pg:}/data" -m fast -w -t 60 stop >/dev/null || say "pg_ctl stop failed"
+			;;
+		redis:*)
+			pid=$(cat "${s#redis:}" 2>/dev/null) || continue
+			say "stopping the private redis-server (pid $pid)"
+			kill "$pid" 2>/dev/null || continue
+			for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+			;;
+		dir:*) dirs+=("${s#dir:}") ;;
+		esac
+	done
+	for s in "${dirs[@]}"; do
+		case $s in "$STATE"*) rm -rf -- "$s" ;; esac
+	done
+}
+
+if [ "${1:-}" = stop ]; then
+	stop_started
+	exit 0
+fi
 
 if [ -z "${DATABASE_URL:-}" ]; then
 	pg_answers || start_private_pg
@@ -116,5 +163,5 @@ if [ -z "${TEST_DATABASE_URL:-}" ]; then
 fi
 TEST_REDIS_URL=${TEST_REDIS_URL:-$REDIS_URL}
 
-printf 'export DATABASE_URL=%q\nexport REDIS_URL=%q\nexport TEST_DATABASE_URL=%q\nexport TEST_REDIS_URL=%q\n' \
-	"$DATABASE_URL" "$REDIS_URL" "$TEST_DATABASE_URL" "$TEST_REDIS_URL"
+printf 'export DATABASE_URL=%q\nexport REDIS_URL=%q\nexport TEST_DATABASE_URL=%q\nexport TEST_REDIS_URL=%q\nexport ANALYTICSD_SERVICES_STARTED=%q\n' \
+	"$DATABASE_URL" "$REDIS_URL" "$TEST_DATABASE_URL" "$TEST_REDIS_URL" "${STARTED[*]}"

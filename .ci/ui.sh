@@ -16,6 +16,7 @@ node_ok() { command -v node >/dev/null && node -e 'const [a,b]=process.versions.
 node_ok && command -v npm >/dev/null || need_pkgs+=(nodejs npm)
 if [ "${1:-}" = test ] && [ ! -x "${CHROMIUM:-/usr/bin/chromium}" ]; then need_pkgs+=(chromium); fi
 if [ "${1:-}" = test ] && ! command -v psql >/dev/null; then need_pkgs+=(postgresql-client); fi
+if [ "${1:-}" = test ] && ! command -v redis-cli >/dev/null; then need_pkgs+=(redis-tools); fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then
 	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
 		echo "installing ${need_pkgs[*]} (Debian packages)" >&2
@@ -37,9 +38,10 @@ fi
 case "${1:-}" in
 test)
 	(cd "$web" && npx vitest run)
-	bin=$(mktemp -d)/analyticsd
-	go build -o "$bin" ./cmd/analyticsd
-	ANALYTICSD_BIN=$bin node "$web/e2e/run.mjs"
+	bindir=$(mktemp -d)
+	trap 'rm -rf "$bindir"' EXIT
+	go build -o "$bindir/analyticsd" ./cmd/analyticsd
+	ANALYTICSD_BIN=$bindir/analyticsd node "$web/e2e/run.mjs"
 	;;
 check-build)
 	(cd "$web" && npm run --silent build >/dev/null)

@@ -17,6 +17,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/liveanalytics/analyticsd/internal/ingest"
 )
 
 // WeightedType is an event type and its relative frequency.
@@ -272,19 +274,25 @@ func si(v float64) string {
 // InsertRandom writes n events at about `at` (within the second before
 // it) from the same skewed population, as a live producer would.
 func (db *DB) InsertRandom(ctx context.Context, n int, at time.Time, users int, types []WeightedType) error {
+	if _, err := copyEvents(ctx, db.pool, eventRows(RandomEvents(n, at, users, types))); err != nil {
+		return fmt.Errorf("storage: insert: %w", err)
+	}
+	return nil
+}
+
+// RandomEvents makes n events in the second before at, drawn like Seed's
+// (skewed users, weighted types; nil types: DefaultTypes).
+func RandomEvents(n int, at time.Time, users int, types []WeightedType) []ingest.Event {
 	if types == nil {
 		types = DefaultTypes
 	}
 	p := newPicker(uint64(at.UnixNano()), users, types)
-	rows := make([][]any, n)
-	for i := range rows {
+	events := make([]ingest.Event, n)
+	for i := range events {
 		ts := at.Add(-time.Duration(p.rng.Int64N(int64(time.Second/time.Millisecond))) * time.Millisecond).Truncate(time.Millisecond)
-		rows[i] = []any{p.user(), p.eventType(), ts}
+		events[i] = ingest.Event{UserID: p.user(), EventType: p.eventType(), CreatedAt: ts}
 	}
-	if _, err := copyEvents(ctx, db.pool, pgx.CopyFromRows(rows)); err != nil {
-		return fmt.Errorf("storage: insert: %w", err)
-	}
-	return nil
+	return events
 }
 
 // HasEvents reports whether the events table has any row.

@@ -47,11 +47,12 @@ func New(src Source, coord Coordinator, o Options) *Broker {
 	b := &Broker{src: src, coord: coord, o: o, m: o.Metrics, ctx: ctx, cancel: cancel,
 		ranges: map[string]*liveRange{}, perAddr: map[string]int{}, addrRanges: map[string]map[*liveRange]int{},
 		wq: make(chan *detached, o.MaxClients), detached: map[*detached]struct{}{}}
-	b.wg.Add(o.Writers + 2)
+	b.wg.Add(o.Writers + 3)
 	for range o.Writers {
 		go b.writer()
 	}
 	go b.heartbeats()
+	go b.census()
 	go func() {
 		defer b.wg.Done()
 		coord.Listen(ctx, b.announced, b.resync)
@@ -390,6 +391,9 @@ func (b *Broker) announced(key string, s *Snapshot) {
 	b.mu.Unlock()
 	if lr != nil && lr.deliver(s) {
 		b.m.lag.Observe(b.o.Now().Sub(s.Published).Seconds())
+		if b.o.Invalidate != nil {
+			b.o.Invalidate(lr.spec.Resolve(b.tickTime(s.Version)).Key())
+		}
 	}
 }
 
@@ -407,6 +411,53 @@ func (b *Broker) resync() {
 			lr.deliver(s)
 		}
 	}
+}
+
+// census counts the distinct live ranges of all instances once per
+// interval, in its middle (away from the boundaries, when the instances
+// are busy, and from small clock differences between them), for
+// analytics_stream_cluster_ranges. When coordination fails the count is
+// this instance's own.
+func (b *Broker) census() {
+	defer b.wg.Done()
+	for {
+		now := b.o.Now()
+		k := b.tick(now)
+		at := b.tickTime(k).Add(b.o.Interval / 2)
+		if !at.After(now) {
+			k++
+			at = at.Add(b.o.Interval)
+		}
+		timer := time.NewTimer(at.Sub(now))
+		select {
+		case <-b.ctx.Done():
+			timer.Stop()
+			return
+		case <-timer.C:
+		}
+		keys := b.liveKeys()
+		n, err := b.coord.Census(b.ctx, k, keys, 3*b.o.Interval)
+		if b.ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			n = len(keys)
+		}
+		b.m.clusterRanges.Set(float64(n))
+	}
+}
+
+// liveKeys are the keys of the ranges this instance refreshes.
+func (b *Broker) liveKeys() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	keys := make([]string, 0, len(b.ranges))
+	for key, lr := range b.ranges {
+		if lr.live {
+			keys = append(keys, key)
+		}
+	}
+	return keys
 }
 
 // Stats are counts for tests and the load generator.

@@ -68,6 +68,12 @@ func newEnv(t *testing.T) *env {
 
 func (e *env) broker(t *testing.T, refreshes *atomic.Int64, block func(context.Context)) *stream.Broker {
 	t.Helper()
+	return e.brokerWith(t, refreshes, block, nil)
+}
+
+// brokerWith is broker with its collectors (nil: private ones).
+func (e *env) brokerWith(t *testing.T, refreshes *atomic.Int64, block func(context.Context), m *stream.Metrics) *stream.Broker {
+	t.Helper()
 	cache := redis.NewCache(e.rdb, e.prefix, time.Minute, 0)
 	svc := summary.NewService(e.db, cache, summary.ServiceOptions{Metrics: summary.NewMetrics(prometheus.NewRegistry())})
 	var coord stream.Coordinator = redis.NewCoordinator(e.rdb, e.prefix)
@@ -75,9 +81,23 @@ func (e *env) broker(t *testing.T, refreshes *atomic.Int64, block func(context.C
 		coord = e.memory
 	}
 	b := stream.New(countingSource{Service: svc, refreshes: refreshes, block: block}, coord,
-		stream.Options{Interval: interval, Grace: time.Second})
+		stream.Options{Interval: interval, Grace: time.Second, Metrics: m})
 	t.Cleanup(b.Close)
 	return b
+}
+
+// subscribe adds a client of the live range from..now to b.
+func (e *env) subscribe(t *testing.T, b *stream.Broker, from string) *stream.Client {
+	t.Helper()
+	spec, err := e.parser.ParseSpec(from, "now")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := b.Subscribe(context.Background(), spec, "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // collect records every version a client sees; the returned func gives a
@@ -132,14 +152,7 @@ func TestBrokersShareOneRefreshPerRangePerInterval(t *testing.T) {
 			for range n {
 				b := e.broker(t, &refreshes, nil)
 				for _, from := range ranges {
-					spec, err := e.parser.ParseSpec(from, "now")
-					if err != nil {
-						t.Fatal(err)
-					}
-					c, err := b.Subscribe(context.Background(), spec, "127.0.0.1")
-					if err != nil {
-						t.Fatal(err)
-					}
+					c := e.subscribe(t, b, from)
 					subs = append(subs, sub{c, collect(c, stop)})
 				}
 			}
@@ -342,6 +355,117 @@ func TestCloseLeaksNoGoroutines(t *testing.T) {
 		if time.Now().After(deadline) {
 			buf := make([]byte, 1<<20)
 			t.Fatalf("%d goroutines before, %d after Close:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestClusterRangesCountsEachRangeOnce: three live ranges spread over two
+// brokers (one held by both) are three distinct ranges, through Redis and
+// in memory: analytics_stream_cluster_ranges, read with max() over the
+// instances, says 3 where the sum of analytics_stream_ranges says 4.
+func TestClusterRangesCountsEachRangeOnce(t *testing.T) {
+	t.Parallel()
+	for _, memory := range []bool{false, true} {
+		t.Run(map[bool]string{false: "redis", true: "memory"}[memory], func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			if memory {
+				e.memory = stream.NewMemory()
+			}
+			var regs []*prometheus.Registry
+			var brokers []*stream.Broker
+			var refreshes atomic.Int64
+			for range 2 {
+				reg := prometheus.NewRegistry()
+				regs, brokers = append(regs, reg), append(brokers, e.brokerWith(t, &refreshes, nil, stream.NewMetrics(reg)))
+			}
+			for _, s := range []struct {
+				b    *stream.Broker
+				from string
+			}{{brokers[0], "now-1h"}, {brokers[0], "now-2h"}, {brokers[1], "now-2h"}, {brokers[1], "now-3h"}} {
+				t.Cleanup(e.subscribe(t, s.b, s.from).Close)
+			}
+			var last [2]float64
+			for deadline := time.Now().Add(20 * interval); ; {
+				for i, reg := range regs {
+					last[i] = gauge(t, reg, "analytics_stream_cluster_ranges")
+				}
+				if max(last[0], last[1]) == 3 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("analytics_stream_cluster_ranges on the two instances: %v, want a maximum of 3", last)
+				}
+				time.Sleep(interval / 4)
+			}
+			if got := gauge(t, regs[0], "analytics_stream_ranges") + gauge(t, regs[1], "analytics_stream_ranges"); got != 4 {
+				t.Fatalf("sum of analytics_stream_ranges = %v, want 4", got)
+			}
+		})
+	}
+}
+
+// gauge reads one unlabelled gauge from reg.
+func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("%s not gathered", name)
+	return 0
+}
+
+// TestAnnouncedSnapshotsInvalidateTheRangeKey checks the key a broker
+// hands to Options.Invalidate when another instance's snapshot arrives:
+// the key of the range the summary endpoint answers in that interval, so
+// that an in-process copy of it is dropped.
+func TestAnnouncedSnapshotsInvalidateTheRangeKey(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	mem := stream.NewMemory()
+	var mu sync.Mutex
+	invalidated := map[string]bool{}
+	var refreshes atomic.Int64
+	var clients []*stream.Client
+	spec, _ := e.parser.ParseSpec("now-1h", "now")
+	for range 2 {
+		svc := summary.NewService(e.db, nil, summary.ServiceOptions{Metrics: summary.NewMetrics(prometheus.NewRegistry())})
+		b := stream.New(countingSource{Service: svc, refreshes: &refreshes}, mem, stream.Options{Interval: interval, Grace: time.Second,
+			Invalidate: func(key string) {
+				mu.Lock()
+				invalidated[key] = true
+				mu.Unlock()
+			}})
+		t.Cleanup(b.Close)
+		c, err := b.Subscribe(context.Background(), spec, "127.0.0.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, c)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s := clients[0].Latest()
+		if s != nil && refreshes.Load() >= 3 {
+			want := spec.Resolve(summary.TickTime(s.Version, interval)).Key()
+			mu.Lock()
+			ok := invalidated[want]
+			mu.Unlock()
+			if ok {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			mu.Lock()
+			defer mu.Unlock()
+			t.Fatalf("latest snapshot %+v: its range key was never invalidated (got %v)", s, invalidated)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

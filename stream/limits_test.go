@@ -47,7 +47,7 @@ func counter(t *testing.T, reg *prometheus.Registry, name, label string) float64
 	return 0
 }
 
-func (e *env) subscribe(t *testing.T, b *stream.Broker, from, addr string) (*stream.Client, error) {
+func (e *env) subscribeFrom(t *testing.T, b *stream.Broker, from, addr string) (*stream.Client, error) {
 	t.Helper()
 	spec, err := e.parser.ParseSpec(from, "now")
 	if err != nil {
@@ -63,38 +63,38 @@ func TestRangesPerAddress(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	b, reg := e.limitedBroker(t, 100, 3)
-	shared, err := e.subscribe(t, b, "now-1h", "b")
+	shared, err := e.subscribeFrom(t, b, "now-1h", "b")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer shared.Close()
 	var mine []*stream.Client
 	for _, from := range []string{"now-1h", "now-2h", "now-3h"} { // the first is b's
-		c, err := e.subscribe(t, b, from, "a")
+		c, err := e.subscribeFrom(t, b, from, "a")
 		if err != nil {
 			t.Fatalf("%s: %v", from, err)
 		}
 		mine = append(mine, c)
 	}
-	if _, err := e.subscribe(t, b, "now-4h", "a"); !errors.Is(err, stream.ErrTooManyRangesForAddr) {
+	if _, err := e.subscribeFrom(t, b, "now-4h", "a"); !errors.Is(err, stream.ErrTooManyRangesForAddr) {
 		t.Fatalf("a 4th range: %v, want ErrTooManyRangesForAddr", err)
 	}
 	if n := counter(t, reg, "analytics_stream_rejected_total", "ranges_per_addr"); n != 1 {
 		t.Fatalf("rejected ranges_per_addr = %v", n)
 	}
-	again, err := e.subscribe(t, b, "now-2h", "a")
+	again, err := e.subscribeFrom(t, b, "now-2h", "a")
 	if err != nil {
 		t.Fatalf("another client on a range the address is on: %v", err)
 	}
-	if _, err := e.subscribe(t, b, "now-4h", "b"); err != nil {
+	if _, err := e.subscribeFrom(t, b, "now-4h", "b"); err != nil {
 		t.Fatalf("another address: %v", err)
 	}
 	mine[1].Close()
-	if _, err := e.subscribe(t, b, "now-5h", "a"); !errors.Is(err, stream.ErrTooManyRangesForAddr) {
+	if _, err := e.subscribeFrom(t, b, "now-5h", "a"); !errors.Is(err, stream.ErrTooManyRangesForAddr) {
 		t.Fatalf("still on now-2h through its second client: %v", err)
 	}
 	again.Close()
-	if _, err := e.subscribe(t, b, "now-5h", "a"); err != nil {
+	if _, err := e.subscribeFrom(t, b, "now-5h", "a"); err != nil {
 		t.Fatalf("after leaving now-2h: %v", err)
 	}
 }
@@ -108,13 +108,13 @@ func TestIdleRangesMakeRoom(t *testing.T) {
 	b, reg := e.limitedBroker(t, 3, 3)
 	var cs []*stream.Client
 	for i := range 3 {
-		c, err := e.subscribe(t, b, fmt.Sprintf("now-%dh", i+1), "a")
+		c, err := e.subscribeFrom(t, b, fmt.Sprintf("now-%dh", i+1), "a")
 		if err != nil {
 			t.Fatal(err)
 		}
 		cs = append(cs, c)
 	}
-	if _, err := e.subscribe(t, b, "now-9h", "b"); !errors.Is(err, stream.ErrTooManyRanges) {
+	if _, err := e.subscribeFrom(t, b, "now-9h", "b"); !errors.Is(err, stream.ErrTooManyRanges) {
 		t.Fatalf("full, every range in use: %v, want ErrTooManyRanges", err)
 	}
 	cs[2].Close()
@@ -123,7 +123,7 @@ func TestIdleRangesMakeRoom(t *testing.T) {
 	if st := b.Stats(); st.Ranges != 3 {
 		t.Fatalf("idle ranges are kept for their grace: %+v", st)
 	}
-	nine, err := e.subscribe(t, b, "now-9h", "b")
+	nine, err := e.subscribeFrom(t, b, "now-9h", "b")
 	if err != nil {
 		t.Fatalf("a new range with idle ones to evict: %v", err)
 	}
@@ -135,13 +135,13 @@ func TestIdleRangesMakeRoom(t *testing.T) {
 	if st := b.Stats(); st.Ranges != 3 || counter(t, reg, "analytics_stream_ranges_evicted_total", "") != 1 {
 		t.Fatalf("after one eviction: %+v", st)
 	}
-	if _, err := e.subscribe(t, b, "now-1h", "c"); err != nil {
+	if _, err := e.subscribeFrom(t, b, "now-1h", "c"); err != nil {
 		t.Fatalf("joining the range idle for less time: %v", err)
 	}
 	if n := counter(t, reg, "analytics_stream_ranges_evicted_total", ""); n != 1 {
 		t.Fatalf("joining now-1h evicted a range (%v evictions): the wrong one went first", n)
 	}
-	if _, err := e.subscribe(t, b, "now-10h", "c"); !errors.Is(err, stream.ErrTooManyRanges) {
+	if _, err := e.subscribeFrom(t, b, "now-10h", "c"); !errors.Is(err, stream.ErrTooManyRanges) {
 		t.Fatalf("every range in use again: %v, want ErrTooManyRanges", err)
 	}
 }

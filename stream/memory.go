@@ -17,6 +17,7 @@ type Memory struct {
 	leases    map[string]time.Time // key + interval → expiry
 	snapshots map[string]memorySnapshot
 	listeners map[int]func(string, *Snapshot)
+	census    map[int64]map[string]struct{} // interval → live ranges recorded
 	nextID    int
 	pruneAt   time.Time // when expired entries are next swept
 }
@@ -31,7 +32,7 @@ var _ Coordinator = (*Memory)(nil)
 // NewMemory makes an empty coordinator.
 func NewMemory() *Memory {
 	return &Memory{now: time.Now, leases: map[string]time.Time{}, snapshots: map[string]memorySnapshot{},
-		listeners: map[int]func(string, *Snapshot){}}
+		listeners: map[int]func(string, *Snapshot){}, census: map[int64]map[string]struct{}{}}
 }
 
 func leaseKey(key string, k int64) string { return key + "\x00" + strconv.FormatInt(k, 10) }
@@ -117,6 +118,27 @@ func (m *Memory) Watch(context.Context, string) error { return nil }
 
 // Unwatch does nothing.
 func (m *Memory) Unwatch(context.Context, string) error { return nil }
+
+// Census adds keys to interval k's set and returns its size; sets older
+// than the previous interval are forgotten.
+func (m *Memory) Census(_ context.Context, k int64, keys []string, _ time.Duration) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	set := m.census[k]
+	if set == nil {
+		set = map[string]struct{}{}
+		m.census[k] = set
+		for old := range m.census {
+			if old < k-1 {
+				delete(m.census, old)
+			}
+		}
+	}
+	for _, key := range keys {
+		set[key] = struct{}{}
+	}
+	return len(set), nil
+}
 
 // Listen hands every published snapshot to deliver until ctx ends.
 // Nothing is ever lost in memory, so resync is never called.

@@ -35,6 +35,7 @@ const (
 type Metrics struct {
 	clients         prometheus.Gauge
 	ranges          prometheus.Gauge
+	clusterRanges   prometheus.Gauge
 	refreshes       *prometheus.CounterVec
 	contention      prometheus.Counter
 	publishes       *prometheus.CounterVec
@@ -54,6 +55,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		clients: prometheus.NewGauge(prometheus.GaugeOpts{Name: "analytics_stream_clients", Help: "Connected stream clients on this instance."}),
 		ranges:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "analytics_stream_ranges", Help: "Live ranges held by this instance."}),
+		clusterRanges: prometheus.NewGauge(prometheus.GaugeOpts{Name: "analytics_stream_cluster_ranges",
+			Help: "Distinct live ranges refreshed across the instances sharing this Redis, each counted once however many instances hold it, as this instance counted them in the last interval (use max over instances); this instance's own when Redis fails."}),
 		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "analytics_stream_refreshes_total",
 			Help: "Range intervals by role: leader (computed and published), follower (received), local (computed without Redis), error."}, []string{"role"}),
 		contention: prometheus.NewCounter(prometheus.CounterOpts{Name: "analytics_stream_lease_contention_total", Help: "Lease attempts lost to another instance."}),
@@ -81,7 +84,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range []rejectReason{rejectClients, rejectRanges, rejectRangesPerAddr} {
 		m.rejected.WithLabelValues(string(r))
 	}
-	reg.MustRegister(m.clients, m.ranges, m.refreshes, m.contention, m.publishes, m.deliveries, m.slow, m.rejected, m.evicted, m.refreshDuration, m.lag)
+	reg.MustRegister(m.clients, m.ranges, m.clusterRanges, m.refreshes, m.contention, m.publishes, m.deliveries, m.slow, m.rejected, m.evicted, m.refreshDuration, m.lag)
 	return m
 }
 

@@ -55,6 +55,13 @@ type Coordinator interface {
 	// are at most once: after a gap (a reconnect) it calls resync, and
 	// the broker re-reads Latest for its ranges.
 	Listen(ctx context.Context, deliver func(key string, s *Snapshot), resync func())
+	// Census records that this instance holds the live ranges keys during
+	// interval k (kept for ttl) and returns how many distinct ranges the
+	// instances have recorded for k so far. Every instance records once per
+	// interval, so the last one to record counts every range once, however
+	// many instances hold it (analytics_stream_cluster_ranges, read with
+	// max() over the instances).
+	Census(ctx context.Context, k int64, keys []string, ttl time.Duration) (int, error)
 }
 
 // ErrFenced is Publish's answer when a newer snapshot is already stored:
@@ -85,9 +92,13 @@ type Options struct {
 	WriteTimeout      time.Duration // deadline of one write to a client
 	Retry             time.Duration // reconnection delay sent to clients
 	Writers           int           // goroutines writing to detached streams
-	Logger            *slog.Logger
-	Metrics           *Metrics
-	Now               func() time.Time
+	// Invalidate, when set, is told the range key of every snapshot
+	// another instance announces: that instance wrote the summary cache
+	// first, so an in-process copy of the range is out of date.
+	Invalidate func(rangeKey string)
+	Logger     *slog.Logger
+	Metrics    *Metrics
+	Now        func() time.Time
 }
 
 // DefaultOptions are the defaults of every setting; the server's

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,11 +18,14 @@ type Result struct {
 	Cached     bool // served from the cache
 	Stale      bool // served from the stale copy because the store failed
 	ComputedAt time.Time
+
+	body *encodedBody // shared by the answers of the in-process tier
 }
 
 // Metrics are the service's Prometheus collectors.
 type Metrics struct {
 	cacheRequests *prometheus.CounterVec
+	localHits     prometheus.Counter
 	storeQueries  *prometheus.HistogramVec
 }
 
@@ -34,6 +36,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "analytics_cache_requests_total",
 			Help: "Summary cache look-ups by result: hit, miss, stale (served the stale copy while the store failed) or error (Redis failed).",
 		}, []string{"result"}),
+		localHits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "analytics_cache_local_hits_total",
+			Help: "Summary cache hits answered from this instance's memory, without a Redis round trip (also counted as hits in analytics_cache_requests_total).",
+		}),
 		storeQueries: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "analytics_store_query_duration_seconds",
 			Help:    "Time to compute one summary in the store, by outcome (ok or error).",
@@ -46,7 +52,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, o := range []string{"ok", "error"} {
 		m.storeQueries.WithLabelValues(o) // exported from the start, for dashboards
 	}
-	reg.MustRegister(m.cacheRequests, m.storeQueries)
+	reg.MustRegister(m.cacheRequests, m.localHits, m.storeQueries)
 	return m
 }
 
@@ -55,19 +61,27 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 type Service struct {
 	store        Store
 	cache        Cache
+	local        *localTier // nil: off
 	log          *slog.Logger
 	metrics      *Metrics
 	queryTimeout time.Duration
 	now          func() time.Time
 	group        singleflight.Group
-	lastCacheLog atomic.Int64   // unix nanos of the last logged cache error
-	inflight     sync.WaitGroup // computations, which outlive impatient callers
+	lastCacheLog atomic.Int64 // unix nanos of the last logged cache error
+	// inflight counts computations, which outlive impatient callers. Not
+	// a WaitGroup: a live stream or a late request may start one while
+	// shutdown waits, which a WaitGroup forbids.
+	inflight atomic.Int64
 }
 
 // Wait blocks until no computation is running, so that shutdown closes the
 // pools after the last one (a caller that left does not stop its
 // computation: others may be waiting on it).
-func (s *Service) Wait() { s.inflight.Wait() }
+func (s *Service) Wait() {
+	for s.inflight.Load() > 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+}
 
 // ServiceOptions configure a Service.
 type ServiceOptions struct {
@@ -75,8 +89,14 @@ type ServiceOptions struct {
 	// request so that one impatient client does not fail the others
 	// waiting on the same key. Zero: 30s.
 	QueryTimeout time.Duration
-	Logger       *slog.Logger
-	Metrics      *Metrics
+	// LocalEntries bounds the in-process tier in front of the cache; zero
+	// turns it off. Its entries live until the next RefreshInterval
+	// boundary and at most CacheTTL.
+	LocalEntries    int
+	RefreshInterval time.Duration
+	CacheTTL        time.Duration
+	Logger          *slog.Logger
+	Metrics         *Metrics
 }
 
 // NewService builds a Service. cache may be nil (no caching).
@@ -90,13 +110,33 @@ func NewService(store Store, cache Cache, o ServiceOptions) *Service {
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics(prometheus.NewRegistry())
 	}
-	return &Service{store: store, cache: cache, log: o.Logger, metrics: o.Metrics,
+	s := &Service{store: store, cache: cache, log: o.Logger, metrics: o.Metrics,
 		queryTimeout: o.QueryTimeout, now: time.Now}
+	if cache != nil && o.LocalEntries > 0 && o.RefreshInterval > 0 && o.CacheTTL > 0 {
+		s.local = newLocalTier(o.RefreshInterval, o.CacheTTL, o.LocalEntries)
+	}
+	return s
+}
+
+// Invalidate forgets the in-process answer for the range key: a newer
+// snapshot of it exists (the live stream calls it when another instance
+// published one; that instance wrote the cache first).
+func (s *Service) Invalidate(key string) {
+	if s.local != nil {
+		s.local.invalidate(key)
+	}
 }
 
 // Get returns the summary of r.
 func (s *Service) Get(ctx context.Context, r Range) (Result, error) {
 	key := r.Key()
+	if s.local != nil {
+		if res, ok := s.local.get(key, s.now()); ok {
+			s.metrics.cacheRequests.WithLabelValues("hit").Inc()
+			s.metrics.localHits.Inc()
+			return res, nil
+		}
+	}
 	if s.cache != nil {
 		e, ok, err := s.cache.Get(ctx, key)
 		switch {
@@ -104,7 +144,11 @@ func (s *Service) Get(ctx context.Context, r Range) (Result, error) {
 			s.cacheFailed(err)
 		case ok:
 			s.metrics.cacheRequests.WithLabelValues("hit").Inc()
-			return Result{Summary: e.Summary, Cached: true, ComputedAt: e.ComputedAt}, nil
+			res := Result{Summary: e.Summary, Cached: true, ComputedAt: e.ComputedAt}
+			if s.local != nil {
+				s.local.put(key, res, s.now())
+			}
+			return res, nil
 		default:
 			s.metrics.cacheRequests.WithLabelValues("miss").Inc()
 		}
@@ -134,7 +178,7 @@ func (s *Service) Refresh(ctx context.Context, r Range) (Result, error) {
 
 func (s *Service) compute(ctx context.Context, r Range, key string) (Result, error) {
 	s.inflight.Add(1)
-	defer s.inflight.Done()
+	defer s.inflight.Add(-1)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.queryTimeout)
 	defer cancel()
 	start := s.now()
@@ -152,6 +196,8 @@ func (s *Service) compute(ctx context.Context, r Range, key string) (Result, err
 	if s.cache != nil {
 		if err := s.cache.Set(ctx, key, Entry{Summary: sum, ComputedAt: res.ComputedAt}); err != nil {
 			s.cacheFailed(err)
+		} else if s.local != nil {
+			s.local.put(key, res, s.now())
 		}
 	}
 	return res, nil

@@ -8,6 +8,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -30,7 +31,12 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout)
+	var err error
+	if len(os.Args) > 1 && os.Args[1] == "fleet" {
+		err = runFleet(ctx, os.Args[2:], os.Stdout)
+	} else {
+		err = run(ctx, os.Args[1:], os.Stdout)
+	}
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "analytics-loadgen:", err)
@@ -39,13 +45,25 @@ func main() {
 }
 
 type options struct {
-	targets  []string
-	clients  int
-	ranges   int
-	duration time.Duration
-	rate     int
-	interval time.Duration
-	sources  []net.IP
+	targets   []string
+	clients   int
+	ranges    int
+	types     []string
+	rangeUnit string
+	duration  time.Duration
+	rate      int
+	interval  time.Duration
+	sources   []net.IP
+	json      bool
+	probe     probeOptions
+}
+
+// probeOptions measure freshness: events accepted by the ingest endpoint,
+// timed until a live stream shows them.
+type probeOptions struct {
+	key     string        // API key with the ingest scope; empty: no probe
+	clients int           // EventSource clients watching the probe's range
+	every   time.Duration // one event this often
 }
 
 func parse(args []string) (options, error) {
@@ -53,7 +71,13 @@ func parse(args []string) (options, error) {
 	fs := flag.NewFlagSet("analytics-loadgen", flag.ContinueOnError)
 	targets := fs.String("targets", "http://127.0.0.1:3000", "comma-separated analyticsd base URLs (loopback only)")
 	fs.IntVar(&o.clients, "clients", 1000, "EventSource clients in total, spread over targets and ranges")
-	fs.IntVar(&o.ranges, "ranges", 10, "distinct live ranges (now-1h..now, now-2h..now, …)")
+	fs.IntVar(&o.ranges, "ranges", 10, "distinct live ranges (now-1h..now, now-2h..now, …; with --types, spans × types)")
+	types := fs.String("types", "", "comma-separated event types: range i filters by type i mod len(types) (empty: no filter)")
+	fs.StringVar(&o.rangeUnit, "range-unit", "h", "unit of the range spans: s, m, h or d")
+	fs.BoolVar(&o.json, "json", false, "print the result as one JSON object (for the fleet runner)")
+	fs.StringVar(&o.probe.key, "probe-key", "", "API key with the ingest scope: POST a probe event every --probe-every and time it until streams show it")
+	fs.IntVar(&o.probe.clients, "probe-clients", 10, "EventSource clients watching the probe events")
+	fs.DurationVar(&o.probe.every, "probe-every", time.Second, "how often a probe event is sent")
 	fs.DurationVar(&o.duration, "duration", time.Minute, "how long to hold the clients after they are connected")
 	fs.IntVar(&o.rate, "rate", 2000, "new connections per second")
 	fs.DurationVar(&o.interval, "interval", 5*time.Second, "the servers' REFRESH_INTERVAL (versions are interval indexes)")
@@ -75,6 +99,17 @@ func parse(args []string) (options, error) {
 	var err error
 	if o.sources, err = parseSources(*sources); err != nil {
 		return o, err
+	}
+	if *types != "" {
+		o.types = strings.Split(*types, ",")
+	}
+	switch o.rangeUnit {
+	case "s", "m", "h", "d":
+	default:
+		return o, errors.New("--range-unit must be s, m, h or d")
+	}
+	if o.probe.key != "" && (o.probe.clients < 1 || o.probe.every <= 0) {
+		return o, errors.New("--probe-clients and --probe-every must be positive")
 	}
 	if o.clients < 1 || o.ranges < 1 || o.rate < 1 || o.duration <= 0 || o.interval <= 0 {
 		return o, errors.New("--clients, --ranges, --rate, --duration and --interval must be positive")
@@ -129,6 +164,29 @@ func (l *latencies) reset() {
 	l.n.Store(0)
 }
 
+// sparse is the histogram as ms → count, without the empty buckets.
+func (l *latencies) sparse() map[int]int64 {
+	out := map[int]int64{}
+	for ms := range l.buckets {
+		if n := l.buckets[ms].Load(); n > 0 {
+			out[ms] = n
+		}
+	}
+	return out
+}
+
+// quantilesOf reads quantiles from a sparse histogram.
+func quantilesOf(h map[int]int64, qs ...float64) []int64 {
+	var l latencies
+	for ms, n := range h {
+		if ms >= 0 && ms < len(l.buckets) {
+			l.buckets[ms].Add(n)
+			l.n.Add(n)
+		}
+	}
+	return l.quantiles(qs...)
+}
+
 func (l *latencies) quantiles(qs ...float64) []int64 {
 	total := l.n.Load()
 	out := make([]int64, len(qs))
@@ -150,6 +208,27 @@ func (l *latencies) quantiles(qs ...float64) []int64 {
 type stats struct {
 	connected, failed, dropped, updates atomic.Int64
 	lat                                 latencies
+	probe                               *prober
+}
+
+// rangeQuery is the from/to/event_type of range i.
+func rangeQuery(o options, i int) string {
+	span := i + 1
+	q := ""
+	if len(o.types) > 0 {
+		span = i/len(o.types) + 1
+		q = "&event_type=" + url.QueryEscape(o.types[i%len(o.types)])
+	}
+	return fmt.Sprintf("from=now-%d%s&to=now%s", span, o.rangeUnit, q)
+}
+
+// Result is what one run measured; the fleet runner merges them.
+type Result struct {
+	Connected, Failed, Dropped, Updates int64
+	SteadySeconds                       float64
+	Latency                             map[int]int64 // ms → count, tick to receipt
+	Freshness                           map[int]int64 // ms → count, accepted to shown (probe)
+	ProbesSent, ProbesLost              int64
 }
 
 func run(ctx context.Context, args []string, out io.Writer) error {
@@ -158,6 +237,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	raiseFileLimit()
+	log := out
+	if o.json {
+		log = os.Stderr
+	}
 	baseline := map[string]float64{}
 	for _, t := range o.targets {
 		baseline[t], _ = scrape(t, "process_resident_memory_bytes")
@@ -172,22 +255,28 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	if o.probe.key != "" {
+		st.probe = newProber(o)
+		st.probe.start(ctx, &wg, transports[0])
+	}
 	tick := time.NewTicker(time.Second / time.Duration(o.rate))
 	defer tick.Stop()
 	start := time.Now()
 	report := time.NewTicker(5 * time.Second)
 	defer report.Stop()
-	fmt.Fprintf(out, "connecting %d clients over %d ranges to %v from %d source address(es)\n", o.clients, o.ranges, o.targets, len(o.sources))
+	fmt.Fprintf(log, "connecting %d clients over %d ranges to %v from %d source address(es)\n", o.clients, o.ranges, o.targets, len(o.sources))
 	for i := 0; i < o.clients; i++ {
 		select {
 		case <-ctx.Done():
 			i = o.clients
 			continue
 		case <-report.C:
-			progress(out, &st, start)
+			progress(log, &st, start)
 		case <-tick.C:
 		}
-		u := fmt.Sprintf("%s/api/v1/analytics/stream?from=now-%dh&to=now", o.targets[i%len(o.targets)], i%o.ranges+1)
+		u := fmt.Sprintf("%s/api/v1/analytics/stream?%s", o.targets[i%len(o.targets)], rangeQuery(o, i%o.ranges))
 		c := sse.NewClient(u)
 		c.Connection = transports[i%len(transports)]
 		c.ReconnectStrategy = &backoff.StopBackOff{}
@@ -226,10 +315,13 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			}
 		}()
 	}
-	fmt.Fprintf(out, "all %d clients started in %s; holding for %s\n", o.clients, time.Since(start).Round(time.Millisecond), o.duration)
+	fmt.Fprintf(log, "all %d clients started in %s; holding for %s\n", o.clients, time.Since(start).Round(time.Millisecond), o.duration)
 	hold := time.NewTimer(o.duration)
 	st.lat.reset() // measure the steady state only
 	st.updates.Store(0)
+	if st.probe != nil {
+		st.probe.resetStats()
+	}
 	holdStart := time.Now()
 loop:
 	for {
@@ -239,15 +331,20 @@ loop:
 		case <-hold.C:
 			break loop
 		case <-report.C:
-			progress(out, &st, start)
+			progress(log, &st, start)
 		}
 	}
-	progress(out, &st, start)
+	progress(log, &st, start)
+	res := Result{Connected: st.connected.Load(), Failed: st.failed.Load(), Dropped: st.dropped.Load(), Updates: st.updates.Load(),
+		SteadySeconds: time.Since(holdStart).Seconds(), Latency: st.lat.sparse()}
+	if st.probe != nil {
+		res.Freshness, res.ProbesSent, res.ProbesLost = st.probe.result()
+	}
+	if o.json {
+		return json.NewEncoder(out).Encode(res)
+	}
 	fmt.Fprintf(out, "\nresult over %s of steady state:\n", time.Since(holdStart).Round(time.Second))
-	q := st.lat.quantiles(0.5, 0.9, 0.99, 0.999, 1)
-	fmt.Fprintf(out, "  clients connected %d, failed %d, dropped %d\n", st.connected.Load(), st.failed.Load(), st.dropped.Load())
-	fmt.Fprintf(out, "  updates received %d (%.0f/s)\n", st.updates.Load(), float64(st.updates.Load())/time.Since(holdStart).Seconds())
-	fmt.Fprintf(out, "  tick-to-receive latency ms: p50 %d  p90 %d  p99 %d  p99.9 %d  max %d\n", q[0], q[1], q[2], q[3], q[4])
+	printResult(out, res)
 	for _, t := range o.targets {
 		rss, err1 := scrape(t, "process_resident_memory_bytes")
 		clients, err2 := scrape(t, "analytics_stream_clients")
@@ -256,9 +353,20 @@ loop:
 				t, rss/(1<<20), clients, baseline[t]/(1<<20), (rss-baseline[t])/clients/1024)
 		}
 	}
-	cancel()
-	wg.Wait()
 	return nil
+}
+
+// printResult prints a run's (or a fleet's merged) figures.
+func printResult(out io.Writer, r Result) {
+	q := quantilesOf(r.Latency, 0.5, 0.9, 0.99, 0.999, 1)
+	fmt.Fprintf(out, "  clients connected %d, failed %d, dropped %d\n", r.Connected, r.Failed, r.Dropped)
+	fmt.Fprintf(out, "  updates received %d (%.0f/s)\n", r.Updates, float64(r.Updates)/r.SteadySeconds)
+	fmt.Fprintf(out, "  tick-to-receive latency ms: p50 %d  p90 %d  p99 %d  p99.9 %d  max %d\n", q[0], q[1], q[2], q[3], q[4])
+	if r.Freshness != nil {
+		f := quantilesOf(r.Freshness, 0.5, 0.9, 0.99, 1)
+		fmt.Fprintf(out, "  freshness (ingest accepted → shown on a stream), %d probes, %d not shown: p50 %d ms  p90 %d ms  p99 %d ms  max %d ms\n",
+			r.ProbesSent, r.ProbesLost, f[0], f[1], f[2], f[3])
+	}
 }
 
 func progress(out io.Writer, st *stats, start time.Time) {

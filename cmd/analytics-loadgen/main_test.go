@@ -37,3 +37,30 @@ func FuzzParseSources(f *testing.F) {
 		}
 	})
 }
+
+func TestRangeQueries(t *testing.T) {
+	o, err := parse([]string{"--ranges", "6", "--types", "a,b b", "--range-unit", "m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for i := range 6 {
+		seen[rangeQuery(o, i)] = true
+	}
+	if len(seen) != 6 || !seen["from=now-1m&to=now&event_type=a"] || !seen["from=now-3m&to=now&event_type=b+b"] {
+		t.Fatalf("ranges: %v", seen)
+	}
+	if _, err := parse([]string{"--range-unit", "y"}); err == nil {
+		t.Fatal("unit y accepted")
+	}
+	if _, err := parseFleet([]string{"--duration", "5s", "--interval", "5s", "--database-url", "x", "--redis-url", "y"}); err == nil {
+		t.Fatal("a hold shorter than three intervals accepted")
+	}
+}
+
+func TestQuantilesOfSparseHistogram(t *testing.T) {
+	h := map[int]int64{10: 50, 20: 49, 900: 1}
+	if q := quantilesOf(h, 0.5, 0.99, 1); q[0] != 10 || q[1] != 20 || q[2] != 900 {
+		t.Fatalf("%v", q)
+	}
+}

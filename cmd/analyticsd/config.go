@@ -32,6 +32,7 @@ type Config struct {
 	RedisPrefix             string
 	CacheTTL                time.Duration
 	CacheStaleTTL           time.Duration
+	CacheLocalEntries       int
 	RefreshInterval         time.Duration
 	MaxRange                time.Duration
 	DBMaxConns              int
@@ -46,6 +47,7 @@ type Config struct {
 	StreamDetach            bool
 	LogLevel                slog.Level
 	LogFormat               string
+	AccessLogSample         int
 	Rollups                 bool
 	RollupInterval          time.Duration
 	RollupCacheMB           int
@@ -78,6 +80,7 @@ func defaultConfig() Config {
 		RedisPrefix:             redis.DefaultPrefix,
 		CacheTTL:                60 * time.Second,
 		CacheStaleTTL:           24 * time.Hour,
+		CacheLocalEntries:       10_000,
 		RefreshInterval:         so.Interval,
 		MaxRange:                400 * 24 * time.Hour,
 		DBMaxConns:              storage.DefaultMaxConns,
@@ -92,6 +95,7 @@ func defaultConfig() Config {
 		StreamDetach:            true,
 		LogLevel:                slog.LevelInfo,
 		LogFormat:               "json",
+		AccessLogSample:         1,
 		DemoEvents:              300_000,
 		Rollups:                 true,
 		RollupInterval:          time.Second,
@@ -119,8 +123,8 @@ func (c Config) streamOptions(log *slog.Logger, reg prometheus.Registerer) strea
 	}
 }
 
-// apiOptions are the HTTP edge's settings.
-func (c Config) apiOptions(log *slog.Logger) api.Options {
+// apiOptions are the HTTP edge's settings; access gets the request lines.
+func (c Config) apiOptions(log, access *slog.Logger) api.Options {
 	proxies, _ := ratelimit.ParseProxies(c.TrustedProxies) // checked by Validate
 	return api.Options{
 		RefreshInterval: c.RefreshInterval,
@@ -133,6 +137,8 @@ func (c Config) apiOptions(log *slog.Logger) api.Options {
 		CORSOrigins:     c.CORSOrigins,
 		StreamDetach:    c.StreamDetach,
 		Logger:          log,
+		AccessLog:       access,
+		AccessLogSample: c.AccessLogSample,
 
 		RateLimitAuthFailures: c.RateLimitAuthFailures,
 	}
@@ -154,6 +160,7 @@ func (c *Config) settings() []setting {
 		{"REDIS_CLUSTER", "redis-cluster", "REDIS_URL names a Redis Cluster", (*boolValue)(&c.RedisCluster)},
 		{"REDIS_PREFIX", "redis-prefix", "prefix of every Redis key, to share one Redis between deployments", (*stringValue)(&c.RedisPrefix)},
 		{"CACHE_TTL", "cache-ttl", "how long a computed summary is served from Redis", (*durationValue)(&c.CacheTTL)},
+		{"CACHE_LOCAL_ENTRIES", "cache-local-entries", "summaries kept in this instance's memory in front of Redis, each until the next refresh boundary (0 disables)", (*countValue)(&c.CacheLocalEntries)},
 		{"CACHE_STALE_TTL", "cache-stale-ttl", "how long a stale copy is kept to answer while PostgreSQL is down (0 disables)", (*durationValue)(&c.CacheStaleTTL)},
 		{"REFRESH_INTERVAL", "refresh-interval", "live refresh step; \"now\" is aligned down to it", (*durationValue)(&c.RefreshInterval)},
 		{"MAX_RANGE", "max-range", "longest from..to span a request may ask for (e.g. 400d)", (*durationValue)(&c.MaxRange)},
@@ -181,6 +188,7 @@ func (c *Config) settings() []setting {
 		{"CORS_ORIGINS", "cors-origins", "comma-separated origins allowed to call the API from a browser (* for any; empty: none)", (*stringValue)(&c.CORSOrigins)},
 		{"LOG_LEVEL", "log-level", "debug, info, warn or error", (*levelValue)(&c.LogLevel)},
 		{"LOG_FORMAT", "log-format", "json or text", (*formatValue)(&c.LogFormat)},
+		{"ACCESS_LOG_SAMPLE", "access-log-sample", "access log: every error, and one in N other requests (1: every request; 0: errors only)", (*countValue)(&c.AccessLogSample)},
 	}
 }
 

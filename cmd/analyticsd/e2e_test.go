@@ -67,7 +67,7 @@ func startServer(t *testing.T, env map[string]string, args ...string) *server {
 		"PORT":         port,
 		"DATABASE_URL": testenv.PostgresURL(t),
 		"REDIS_URL":    testenv.RedisURL(t),
-		"REDIS_PREFIX": testenv.RandomName("test:") + ":",
+		"REDIS_PREFIX": testenv.KeyPrefix(t), // its keys are deleted when the test ends
 		"LOG_FORMAT":   "text",
 		// Tests hammer the API from one address; the rate-limit tests
 		// set their own limits.
@@ -77,7 +77,11 @@ func startServer(t *testing.T, env map[string]string, args ...string) *server {
 		vars[k] = v
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &server{base: "http://127.0.0.1:" + port, dbURL: vars["DATABASE_URL"], cancel: cancel, done: make(chan error, 1), logs: &syncBuffer{}}
+	host := "127.0.0.1"
+	if h := vars["LISTEN_ADDR"]; h != "" {
+		host = h
+	}
+	s := &server{base: "http://" + net.JoinHostPort(host, port), dbURL: vars["DATABASE_URL"], cancel: cancel, done: make(chan error, 1), logs: &syncBuffer{}}
 	go func() {
 		s.done <- run(ctx, append([]string{"serve"}, args...), func(k string) string { return vars[k] }, io.Discard, s.logs)
 	}()

@@ -414,6 +414,18 @@ func TestListenAddr(t *testing.T) {
 	if !strings.Contains(one.logs.String(), "addr=127.0.0.1:") {
 		t.Fatalf("the log does not say where it listens:\n%s", one.logs)
 	}
+	// The container's health check asks where the server listens.
+	two := startServer(t, map[string]string{"LISTEN_ADDR": "127.0.0.2"})
+	port := portOf(t, two.base)
+	if c, err := net.DialTimeout("tcp", "127.0.0.1:"+port, 2*time.Second); err == nil {
+		c.Close()
+		t.Fatal("LISTEN_ADDR=127.0.0.2 answers on 127.0.0.1")
+	}
+	var out bytes.Buffer
+	env := map[string]string{"PORT": port, "LISTEN_ADDR": "127.0.0.2"}
+	if err := run(t.Context(), []string{"healthcheck"}, func(k string) string { return env[k] }, &out, io.Discard); err != nil || strings.TrimSpace(out.String()) != "ok" {
+		t.Fatalf("healthcheck with LISTEN_ADDR=127.0.0.2: %v %q", err, out.String())
+	}
 	for _, v := range []string{"127.0.0.1", "[::1]", "::1", "localhost", "", "0.0.0.0"} {
 		if _, err := parseConfig("serve", nil, func(k string) string { return map[string]string{"LISTEN_ADDR": v}[k] }, io.Discard, nil); err != nil {
 			t.Errorf("LISTEN_ADDR=%q: %v", v, err)

@@ -203,8 +203,8 @@ func TestIngest(t *testing.T) {
 	}
 
 	// The metrics saw it all, and ingested events reach the summary.
-	if got := metric(t, s.base, `analytics_ingest_events_total`); got != 62 {
-		t.Errorf("analytics_ingest_events_total = %v, want 62", got)
+	if got := metric(t, s.base, `analytics_ingest_events_total{source="api"}`); got != 62 {
+		t.Errorf(`analytics_ingest_events_total{source="api"} = %v, want 62`, got)
 	}
 	if got := metric(t, s.base, `analytics_ingest_rejected_total{reason="invalid"}`); got < 6 {
 		t.Errorf("rejected invalid = %v, want at least 6", got)

@@ -34,7 +34,7 @@ func TestSeparateProcessesShareRefreshes(t *testing.T) {
 	env := []string{
 		"DATABASE_URL=" + testenv.PostgresURL(t),
 		"REDIS_URL=" + testenv.RedisURL(t),
-		"REDIS_PREFIX=" + testenv.RandomName("test:") + ":",
+		"REDIS_PREFIX=" + testenv.KeyPrefix(t),
 		"REFRESH_INTERVAL=400ms",
 		"LOG_LEVEL=warn",
 	}

@@ -7,9 +7,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/liveanalytics/analyticsd/internal/api"
 	"github.com/liveanalytics/analyticsd/internal/auth"
 	"github.com/liveanalytics/analyticsd/internal/redis"
 	"github.com/liveanalytics/analyticsd/storage"
@@ -22,9 +26,15 @@ Usage:
   analyticsd migrate [flags]   apply pending database migrations and exit
   analyticsd seed [flags]      load synthetic events (--events N --days D --users U --types a:3,b:1)
   analyticsd bench [flags]     seed a benchmark database and compare plain SQL with the rollups
+  analyticsd bench-http [flags]
+                               the cached summary through the server against a bare handler
+                               writing the same bytes (needs wrk)
   analyticsd keygen [--scopes ingest,read]
                                make an API key; prints the key (give it to the client) and
                                the entry for API_KEYS / API_KEYS_FILE (only its hash)
+  analyticsd healthcheck [--timeout 3s]
+                               ask this machine's server (GET /health on PORT): exit 0 when
+                               it is ok or degraded, 1 otherwise (the container health check)
   analyticsd help              show this text
 
 Every flag also reads an environment variable; run "analyticsd serve -h" to list them.
@@ -55,8 +65,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runSeed(ctx, args, getenv, stdout, stderr)
 	case "bench":
 		return runBench(ctx, args, getenv, stdout, stderr)
+	case "bench-http":
+		return runBenchHTTP(ctx, args, getenv, stdout, stderr)
 	case "keygen":
 		return runKeygen(args, stdout, stderr)
+	case "healthcheck":
+		return runHealthcheck(ctx, args, getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -225,6 +239,42 @@ func runKeygen(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "key (give to the client, shown once):  %s\nentry (for API_KEYS or API_KEYS_FILE): %s\n", token, entry)
 	return nil
+}
+
+// runHealthcheck is `analyticsd healthcheck`, the container's health check
+// (the distroless image has no shell and no curl): GET /health on this
+// machine's PORT within --timeout. It exits 0 when the server answers ok or
+// degraded and 1 otherwise, never 2, which Docker reserves.
+func runHealthcheck(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	timeout := 3 * time.Second
+	cfg, err := parseConfig("healthcheck", args, getenv, stderr, func(fs *flag.FlagSet, _ *Config) {
+		fs.DurationVar(&timeout, "timeout", timeout, "give up when the server has not answered within this")
+	})
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return fmt.Errorf("healthcheck: %v", err) // %v: exit 1, not the usage error's 2
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	status, err := api.CheckHealth(ctx, healthURL(cfg))
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	fmt.Fprintln(stdout, status)
+	return nil
+}
+
+// healthURL is where a server with cfg answers on this host: on its
+// LISTEN_ADDR, or on the loopback address when it listens on every
+// interface.
+func healthURL(cfg Config) string {
+	host := cfg.ListenAddr
+	if a, err := netip.ParseAddr(host); host == "" || err == nil && a.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, strconv.Itoa(cfg.Port)) + "/health"
 }
 
 // helpOK turns -h into a clean exit.

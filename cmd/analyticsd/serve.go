@@ -21,6 +21,8 @@ import (
 
 	"github.com/liveanalytics/analyticsd/internal/api"
 	"github.com/liveanalytics/analyticsd/internal/auth"
+	"github.com/liveanalytics/analyticsd/internal/ingest"
+	"github.com/liveanalytics/analyticsd/internal/logbuf"
 	"github.com/liveanalytics/analyticsd/internal/redis"
 	"github.com/liveanalytics/analyticsd/storage"
 	"github.com/liveanalytics/analyticsd/stream"
@@ -41,6 +43,11 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	log := newLogger(cfg, stderr)
 	redis.UseLogger(log)
+	// The access log is the busy one: its lines are batched (at most
+	// 100 ms late), so a request does not cost a write call.
+	accessOut := logbuf.New(stderr, 64<<10, 100*time.Millisecond)
+	defer accessOut.Close()
+	access := newLogger(cfg, accessOut)
 
 	db, err := openDB(ctx, cfg)
 	if err != nil {
@@ -85,36 +92,22 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		defer bg.Done()
 		reloader.Run(bgCtx, hup)
 	}()
-	if err := startBackground(bgCtx, cfg, db, reg, log, &bg); err != nil {
+	ingested := ingest.NewMetrics(reg)
+	if err := startBackground(bgCtx, cfg, db, ingested.Counted(db, ingest.SourceDemo), reg, log, &bg); err != nil {
 		return err
 	}
 
-	svc := summary.NewService(db, redis.NewCache(rdb, cfg.RedisPrefix, cfg.CacheTTL, cfg.CacheStaleTTL), summary.ServiceOptions{
-		QueryTimeout: cfg.DBStatementTimeout,
-		Logger:       log,
-		Metrics:      summary.NewMetrics(reg),
-	})
-	broker := stream.New(svc, redis.NewCoordinator(rdb, cfg.RedisPrefix), cfg.streamOptions(log, reg))
-	defer broker.Close()
-	edge := api.New(api.Deps{
-		Summaries: svc,
-		Series:    db,
-		Broker:    broker,
-		Events:    db,
-		Keys:      keys,
-		Postgres:  db.Ping,
-		Redis:     func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
-		Registry:  reg,
-	}, cfg.apiOptions(log))
+	st := newStack(cfg, db, ingested.Counted(db, ingest.SourceAPI), rdb, keys, reg, log, access)
+	defer st.broker.Close()
 
 	// Shutdown waits for handlers; live streams end when the broker closes.
-	srv := edge.Server(broker.Close)
+	srv := st.edge.Server(st.broker.Close)
 	err = serve(ctx, srv, cfg, log)
 	stopBackground()
 	bg.Wait()
 	// Summaries still computing for clients that left write the cache
 	// when done: let them finish (bounded) before Redis and the pool close.
-	waitBounded(svc.Wait, cfg.ShutdownTimeout)
+	waitBounded(st.service.Wait, cfg.ShutdownTimeout)
 	if err != nil {
 		return err
 	}
@@ -122,9 +115,45 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	return nil
 }
 
+// stack is what serves requests: the cache-aside summaries, the live
+// broker and the HTTP edge over them.
+type stack struct {
+	service *summary.Service
+	broker  *stream.Broker
+	edge    *api.API
+}
+
+// newStack wires the serving stack over db, with ingested events written
+// through events; the caller closes the broker.
+func newStack(cfg Config, db *storage.DB, events ingest.Writer, rdb redis.Client, keys *auth.Keys, reg *prometheus.Registry, log, access *slog.Logger) stack {
+	svc := summary.NewService(db, redis.NewCache(rdb, cfg.RedisPrefix, cfg.CacheTTL, cfg.CacheStaleTTL), summary.ServiceOptions{
+		QueryTimeout:    cfg.DBStatementTimeout,
+		LocalEntries:    cfg.CacheLocalEntries,
+		RefreshInterval: cfg.RefreshInterval,
+		CacheTTL:        cfg.CacheTTL,
+		Logger:          log,
+		Metrics:         summary.NewMetrics(reg),
+	})
+	so := cfg.streamOptions(log, reg)
+	so.Invalidate = svc.Invalidate
+	broker := stream.New(svc, redis.NewCoordinator(rdb, cfg.RedisPrefix), so)
+	edge := api.New(api.Deps{
+		Summaries: svc,
+		Series:    db,
+		Broker:    broker,
+		Events:    events,
+		Keys:      keys,
+		Postgres:  db.Ping,
+		Redis:     func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
+		Registry:  reg,
+	}, cfg.apiOptions(log, access))
+	return stack{service: svc, broker: broker, edge: edge}
+}
+
 // startBackground starts the rollup worker (every instance runs the loop;
-// one at a time does the work) and, with --demo, the demo data.
-func startBackground(ctx context.Context, cfg Config, db *storage.DB, reg prometheus.Registerer, log *slog.Logger, bg *sync.WaitGroup) error {
+// one at a time does the work) and, with --demo, the demo data, whose live
+// events go through demo (the ingest path, counted as source "demo").
+func startBackground(ctx context.Context, cfg Config, db *storage.DB, demo ingest.Writer, reg prometheus.Registerer, log *slog.Logger, bg *sync.WaitGroup) error {
 	roller := db.NewRoller(storage.RollupOptions{
 		Interval: cfg.RollupInterval,
 		Logger:   log,
@@ -140,7 +169,7 @@ func startBackground(ctx context.Context, cfg Config, db *storage.DB, reg promet
 		roller.Run(ctx)
 	}()
 	if cfg.Demo {
-		return startDemo(ctx, db, cfg.DemoEvents, log, bg)
+		return startDemo(ctx, db, demo, cfg.DemoEvents, log, bg)
 	}
 	return nil
 }

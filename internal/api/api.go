@@ -35,7 +35,7 @@ type Deps struct {
 	Summaries Summaries          // summary endpoint
 	Series    summary.Aggregator // time series and CSV export
 	Broker    *stream.Broker     // live streams
-	Events    ingest.Writer      // ingest
+	Events    ingest.Writer      // ingest (wrapped by ingest.Metrics.Counted to count what it accepts)
 	Keys      *auth.Keys         // API keys (may be empty)
 	// Postgres and Redis are the health checks: PostgreSQL down is 503,
 	// Redis down is "degraded" (answers still come from PostgreSQL).
@@ -56,6 +56,10 @@ type Options struct {
 	CORSOrigins     string // comma-separated; "*" for any
 	StreamDetach    bool   // hand HTTP/1.1 streams to the broker's writer pool
 	Logger          *slog.Logger
+	// AccessLog gets the request lines (Logger when nil): every error, and
+	// one in AccessLogSample of the others (1: all; 0: none).
+	AccessLog       *slog.Logger
+	AccessLogSample int
 
 	// RateLimitAuthFailures is how many wrong keys a minute a client
 	// address may send (in bursts of as many) before its requests with a
@@ -74,6 +78,9 @@ type API struct {
 func New(d Deps, o Options) *API {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.AccessLog == nil {
+		o.AccessLog = o.Logger
 	}
 	parser := summary.RangeParser{Align: o.RefreshInterval, MaxRange: o.MaxRange}
 	im := newIngestMetrics(d.Registry)
@@ -111,8 +118,10 @@ func New(d Deps, o Options) *API {
 	r.PathPrefix("/").MatcherFunc(notAPI).Handler(noBody(dashboard())).Methods(http.MethodGet, http.MethodHead)
 	r.NotFoundHandler = notFound()
 	r.MethodNotAllowedHandler = methodNotAllowed("GET, HEAD")
-	return &API{router: r, log: o.Logger,
-		handler: instrument(o.Logger, newHTTPMetrics(d.Registry))(cors(o.CORSOrigins, r))}
+	hm := newHTTPMetrics(d.Registry)
+	hm.declare(r)
+	access := &accessLog{log: o.AccessLog, sample: uint64(max(o.AccessLogSample, 0))}
+	return &API{router: r, log: o.Logger, handler: instrument(o.Logger, access, hm)(cors(o.CORSOrigins, r))}
 }
 
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.handler.ServeHTTP(w, r) }

@@ -2,6 +2,9 @@ package api
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"sync"
 	"time"
@@ -56,4 +59,30 @@ func probe(ctx context.Context, timeout time.Duration, ping func(context.Context
 		c.Status, c.Error = "down", "unreachable"
 	}
 	return c
+}
+
+// CheckHealth asks GET /health at url, the way a container's health check
+// does: it returns the server's status when it is "ok" or "degraded" (the
+// server answers, from PostgreSQL at least), and an error otherwise (down,
+// no answer within ctx, not an analyticsd). It ignores HTTP proxy settings:
+// the server is on this machine.
+func CheckHealth(ctx context.Context, url string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	client := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var body healthBody
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&body); err != nil {
+		return "", fmt.Errorf("%s answered %s, not a health report", url, resp.Status)
+	}
+	if resp.StatusCode != http.StatusOK || (body.Status != "ok" && body.Status != "degraded") {
+		return body.Status, fmt.Errorf("%s: %s (%s)", url, body.Status, resp.Status)
+	}
+	return body.Status, nil
 }

@@ -29,18 +29,14 @@ const (
 	reasonUnavailable  rejectReason = "unavailable"
 )
 
-// ingestMetrics count what the endpoint accepted and rejected.
+// ingestMetrics count what the endpoint rejected; what it accepted is
+// counted by the Writer it is given (ingest.Metrics.Counted).
 type ingestMetrics struct {
-	events   prometheus.Counter
 	rejected *prometheus.CounterVec
 }
 
 func newIngestMetrics(reg prometheus.Registerer) *ingestMetrics {
 	m := &ingestMetrics{
-		events: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "analytics_ingest_events_total",
-			Help: "Events accepted by POST /api/v1/events (idempotent replays not counted again).",
-		}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "analytics_ingest_rejected_total",
 			Help: "Ingest requests rejected, by reason.",
@@ -49,7 +45,7 @@ func newIngestMetrics(reg prometheus.Registerer) *ingestMetrics {
 	for _, r := range []rejectReason{reasonInvalid, reasonTooLarge, reasonMediaType, reasonUnauthorized, reasonForbidden, reasonRateLimited, reasonKeyReused, reasonUnavailable} {
 		m.rejected.WithLabelValues(string(r))
 	}
-	reg.MustRegister(m.events, m.rejected)
+	reg.MustRegister(m.rejected)
 	return m
 }
 
@@ -157,8 +153,6 @@ func (h *ingestHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if replayed {
 		w.Header().Set("Idempotent-Replayed", "true")
-	} else {
-		h.metrics.events.Add(float64(accepted))
 	}
 	writeJSON(w, http.StatusAccepted, map[string]int{"accepted": accepted})
 }

@@ -8,20 +8,29 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-type ctxKey struct{}
+// reqInfo is what the middleware keeps in a request's context: one value,
+// so one copy of the request.
+type reqInfo struct {
+	id    string
+	route string // the matched route template, set by tagRoute
+}
 
-type routeKey struct{}
+type ctxKey struct{}
 
 // RequestID returns the request's id, or "".
 func requestID(ctx context.Context) string {
-	id, _ := ctx.Value(ctxKey{}).(string)
-	return id
+	if info, ok := ctx.Value(ctxKey{}).(*reqInfo); ok {
+		return info.id
+	}
+	return ""
 }
 
 // validID accepts ids a client may reasonably send; anything else is
@@ -72,6 +81,48 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 	return m
 }
 
+// declare creates the request counter of every route at 0 for each status
+// it can answer (success, the edge's client errors on /api/ routes, server
+// faults). A counter born at its first increment hides that increment from
+// rate(), so without this the first error on a route would never reach a
+// dashboard. HEAD (the GET handlers, rarely used) and the latency
+// histograms (a percentile needs many observations anyway) are left to be
+// born when used: they would triple the size of /metrics.
+func (m *httpMetrics) declare(r *mux.Router) {
+	_ = r.Walk(func(route *mux.Route, _ *mux.Router, _ []*mux.Route) error {
+		tpl, err := route.GetPathTemplate()
+		if err != nil {
+			return nil
+		}
+		methods, err := route.GetMethods()
+		if err != nil {
+			return nil // the 405 fallbacks: any method
+		}
+		for _, method := range methods {
+			if method == http.MethodHead {
+				continue
+			}
+			for _, code := range routeCodes(tpl, method) {
+				m.requests.WithLabelValues(tpl, method, code)
+			}
+		}
+		return nil
+	})
+	m.requests.WithLabelValues("unmatched", http.MethodGet, "404")
+}
+
+// routeCodes are the statuses declared for a route and method.
+func routeCodes(tpl, method string) []string {
+	codes := []string{"200", "500", "503"}
+	if method == http.MethodPost {
+		codes = []string{"202", "413", "415", "422", "500", "503"}
+	}
+	if strings.HasPrefix(tpl, "/api/") {
+		codes = append(codes, "400", "401", "403", "429")
+	}
+	return codes
+}
+
 // statusWriter records the status and whether anything was written; it
 // passes Flush and Unwrap through for streaming handlers.
 type statusWriter struct {
@@ -110,10 +161,29 @@ func (w *statusWriter) Flush() {
 // Unwrap lets http.ResponseController reach the connection (deadlines).
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
+// accessLog writes one line per request to its logger: every error
+// (status ≥ 400), and one in sample of the others (1: every request; 0:
+// none).
+type accessLog struct {
+	log    *slog.Logger
+	sample uint64
+	n      atomic.Uint64
+}
+
+func (a *accessLog) wants(status int) bool {
+	switch {
+	case status >= 400 || a.sample == 1:
+		return true
+	case a.sample == 0:
+		return false
+	}
+	return a.n.Add(1)%a.sample == 0
+}
+
 // instrument wraps every request: it sets the request id, recovers panics
-// into a 500 JSON with the stack logged, counts the request by route
-// template, and logs one line per request.
-func instrument(log *slog.Logger, m *httpMetrics) func(http.Handler) http.Handler {
+// into a 500 JSON with the stack logged to log, counts the request by
+// route template, and writes the access log line.
+func instrument(log *slog.Logger, access *accessLog, m *httpMetrics) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
@@ -121,11 +191,11 @@ func instrument(log *slog.Logger, m *httpMetrics) func(http.Handler) http.Handle
 			if !validID(id) {
 				id = newID()
 			}
-			w.Header().Set("X-Request-ID", id)
-			w.Header().Set("X-Content-Type-Options", "nosniff")
-			route := "unmatched"
-			ctx := context.WithValue(r.Context(), ctxKey{}, id)
-			r = r.WithContext(context.WithValue(ctx, routeKey{}, &route))
+			h := w.Header()
+			h["X-Request-Id"] = []string{id}
+			h["X-Content-Type-Options"] = nosniff
+			info := &reqInfo{id: id, route: "unmatched"}
+			r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, info))
 			sw := &statusWriter{ResponseWriter: w, start: start}
 			defer func() {
 				if p := recover(); p != nil {
@@ -147,16 +217,19 @@ func instrument(log *slog.Logger, m *httpMetrics) func(http.Handler) http.Handle
 				if ttfb == 0 {
 					ttfb = elapsed
 				}
-				m.requests.WithLabelValues(route, r.Method, strconv.Itoa(status)).Inc()
-				m.duration.WithLabelValues(route, r.Method).Observe(ttfb.Seconds())
+				m.requests.WithLabelValues(info.route, r.Method, strconv.Itoa(status)).Inc()
+				m.duration.WithLabelValues(info.route, r.Method).Observe(ttfb.Seconds())
+				if !access.wants(status) {
+					return
+				}
 				level := slog.LevelInfo
 				if status >= 500 {
 					level = slog.LevelError
 				}
-				log.LogAttrs(r.Context(), level, "request",
+				access.log.LogAttrs(r.Context(), level, "request",
 					slog.String("request_id", id),
 					slog.String("method", r.Method),
-					slog.String("route", route),
+					slog.String("route", info.route),
 					slog.String("path", r.URL.Path),
 					slog.Int("status", status),
 					slog.Duration("duration", elapsed),
@@ -172,12 +245,12 @@ func instrument(log *slog.Logger, m *httpMetrics) func(http.Handler) http.Handle
 // paths, and stay bounded. Requests no route matches stay "unmatched".
 func tagRoute(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if p, ok := r.Context().Value(routeKey{}).(*string); ok {
+		if info, ok := r.Context().Value(ctxKey{}).(*reqInfo); ok {
 			if route := mux.CurrentRoute(r); route != nil {
 				if t, err := route.GetPathTemplate(); err == nil {
-					*p = t
+					info.route = t
 				} else if t, err := route.GetPathRegexp(); err == nil {
-					*p = t
+					info.route = t
 				}
 			}
 		}

@@ -23,7 +23,8 @@ func newTestHandler(logs *bytes.Buffer, m *httpMetrics) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"id": requestID(req.Context())})
 	})
-	return instrument(slog.New(slog.NewJSONHandler(logs, nil)), m)(r)
+	log := slog.New(slog.NewJSONHandler(logs, nil))
+	return instrument(log, &accessLog{log: log, sample: 1}, m)(r)
 }
 
 func TestRequestIDTakenOrSet(t *testing.T) {

@@ -24,10 +24,23 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 		status = http.StatusInternalServerError
 		b = []byte(`{"error":{"code":"internal","message":"could not encode the response"}}`)
 	}
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
+	writeBody(w, status, append(b, '\n'))
+}
+
+// Header values set on every answer, shared (net/http does not modify
+// them) so that setting one allocates nothing.
+var (
+	contentTypeJSON = []string{"application/json; charset=utf-8"}
+	nosniff         = []string{"nosniff"}
+)
+
+// writeBody writes an encoded JSON body with status.
+func writeBody(w http.ResponseWriter, status int, body []byte) {
+	h := w.Header()
+	h["Content-Type"] = contentTypeJSON
+	h["X-Content-Type-Options"] = nosniff
 	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
+	_, _ = w.Write(body)
 }
 
 // writeError writes the error shape, tagged with the request id so a user

@@ -95,5 +95,5 @@ func (h *summaryHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if !res.ComputedAt.IsZero() {
 		w.Header().Set("Last-Modified", res.ComputedAt.UTC().Format(http.TimeFormat))
 	}
-	writeJSON(w, http.StatusOK, summary.NewResponse(r, res))
+	writeBody(w, http.StatusOK, res.Body(r))
 }

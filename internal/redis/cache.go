@@ -107,3 +107,24 @@ func (c *Cache) Set(ctx context.Context, key string, e summary.Entry) error {
 	}
 	return nil
 }
+
+// DeletePrefix deletes every key under prefix (SCAN, not KEYS: it does
+// not block Redis). For tests and benchmarks that must leave nothing.
+func DeletePrefix(ctx context.Context, rdb Client, prefix string) error {
+	del := func(ctx context.Context, c *goredis.Client) error {
+		iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+		for iter.Next(ctx) {
+			if err := c.Del(ctx, iter.Val()).Err(); err != nil {
+				return err
+			}
+		}
+		return iter.Err()
+	}
+	if cc, ok := rdb.(*goredis.ClusterClient); ok {
+		return cc.ForEachMaster(ctx, del)
+	}
+	if c, ok := rdb.(*goredis.Client); ok {
+		return del(ctx, c)
+	}
+	return errors.New("redis: delete prefix: unknown client kind")
+}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -19,16 +20,42 @@ import (
 
 // Coordinator implements stream.Coordinator on Redis. A range's keys are
 // prefix + "stream:{<range key>}:" + lease:<k> | snap | ch; the braces are
-// a Redis Cluster hash tag, so one range's keys share a slot and the
-// compare-and-set script can touch them together.
+// a Redis Cluster hash tag, so one range's keys and channel share a slot
+// and the compare-and-set script can touch them together. The census of
+// interval k is the set prefix + "stream:census:<k>".
 //
-// A Coordinator serves one broker: its pub/sub connection is opened by the
-// first Watch and closed when Listen returns.
+// On one node, snapshots are announced with PUBLISH on one subscription
+// connection. On a Redis Cluster they travel by sharded pub/sub (SPUBLISH,
+// SSUBSCRIBE; Redis 7): a message goes only to the shard that owns the
+// range's slot, not to every node, and each instance keeps one
+// subscription connection per shard it needs.
+//
+// A Coordinator serves one broker: its subscriptions close when Listen
+// returns.
 type Coordinator struct {
-	rdb    Client
-	prefix string
-	token  string // this instance's name on the leases it holds
-	ps     *goredis.PubSub
+	rdb     Client
+	prefix  string
+	token   string // this instance's name on the leases it holds
+	cluster *goredis.ClusterClient
+
+	mu      sync.Mutex
+	subs    map[string]*subscription // by shard address ("" on one node)
+	shardOf map[string]string        // watched channel → shard address
+	listen  *listener                // set while Listen runs
+	wg      sync.WaitGroup           // receivers, owned by Listen
+}
+
+// subscription is one pub/sub connection and whether its receiver runs.
+type subscription struct {
+	ps      *goredis.PubSub
+	running bool
+}
+
+// listener is what Listen hands its receivers.
+type listener struct {
+	ctx     context.Context
+	deliver func(string, *stream.Snapshot)
+	resync  func()
 }
 
 var _ stream.Coordinator = (*Coordinator)(nil)
@@ -37,9 +64,14 @@ var _ stream.Coordinator = (*Coordinator)(nil)
 func NewCoordinator(rdb Client, prefix string) *Coordinator {
 	tok := make([]byte, 8)
 	_, _ = rand.Read(tok)
-	// Subscribe with no channel does no I/O; Watch adds channels.
-	return &Coordinator{rdb: rdb, prefix: prefix, token: hex.EncodeToString(tok), ps: rdb.Subscribe(context.Background())}
+	c := &Coordinator{rdb: rdb, prefix: prefix, token: hex.EncodeToString(tok),
+		subs: map[string]*subscription{}, shardOf: map[string]string{}}
+	c.cluster, _ = rdb.(*goredis.ClusterClient)
+	return c
 }
+
+// Sharded reports whether snapshots travel by sharded pub/sub.
+func (c *Coordinator) Sharded() bool { return c.cluster != nil }
 
 func (c *Coordinator) base(key string) string    { return c.prefix + "stream:{" + key + "}:" }
 func (c *Coordinator) channel(key string) string { return c.base(key) + "ch" }
@@ -73,9 +105,10 @@ func (c *Coordinator) RenewLease(ctx context.Context, key string, k int64, ttl t
 	return renewScript.Run(ctx, c.rdb, []string{c.lease(key, k)}, c.token, ttl.Milliseconds()).Err()
 }
 
-// casScript stores and publishes a snapshot only if it is newer than the
+// casScript stores and announces a snapshot only if it is newer than the
 // stored one, so a stalled old leader can never overwrite a newer snapshot.
-// The stored value starts with the version and a newline.
+// The stored value starts with the version and a newline. ARGV[5] is
+// PUBLISH, or SPUBLISH on a cluster (the channel shares the key's slot).
 var casScript = goredis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
 if cur then
@@ -83,12 +116,16 @@ if cur then
   if v and v >= tonumber(ARGV[1]) then return 0 end
 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-redis.call('PUBLISH', ARGV[4], ARGV[2])
+redis.call(ARGV[5], ARGV[4], ARGV[2])
 return 1`)
 
 // Publish is the fenced compare-and-set publish.
 func (c *Coordinator) Publish(ctx context.Context, key string, s *stream.Snapshot, ttl time.Duration) error {
-	n, err := casScript.Run(ctx, c.rdb, []string{c.base(key) + "snap"}, s.Version, marshalSnapshot(s), ttl.Milliseconds(), c.channel(key)).Int()
+	publish := "PUBLISH"
+	if c.Sharded() {
+		publish = "SPUBLISH"
+	}
+	n, err := casScript.Run(ctx, c.rdb, []string{c.base(key) + "snap"}, s.Version, marshalSnapshot(s), ttl.Milliseconds(), c.channel(key), publish).Int()
 	if err != nil {
 		return fmt.Errorf("redis: publish: %w", err)
 	}
@@ -110,33 +147,119 @@ func (c *Coordinator) Latest(ctx context.Context, key string) (*stream.Snapshot,
 	return unmarshalSnapshot(p)
 }
 
-// Watch subscribes to the range's channel.
+// Census adds keys to interval k's set (one round trip: SADD, PEXPIRE,
+// SCARD) and returns the set's size.
+func (c *Coordinator) Census(ctx context.Context, k int64, keys []string, ttl time.Duration) (int, error) {
+	set := c.prefix + "stream:census:" + strconv.FormatInt(k, 10)
+	var card *goredis.IntCmd
+	_, err := c.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		if len(keys) > 0 {
+			members := make([]any, len(keys))
+			for i, key := range keys {
+				members[i] = key
+			}
+			p.SAdd(ctx, set, members...)
+			p.PExpire(ctx, set, ttl)
+		}
+		card = p.SCard(ctx, set)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("redis: census: %w", err)
+	}
+	return int(card.Val()), nil
+}
+
+// Watch subscribes to the range's channel: on a cluster, on the
+// connection to the shard that owns its slot.
 func (c *Coordinator) Watch(ctx context.Context, key string) error {
-	return c.ps.Subscribe(ctx, c.channel(key))
+	ch := c.channel(key)
+	shard, open := "", c.rdb.Subscribe
+	if c.cluster != nil {
+		node, err := c.cluster.MasterForKey(ctx, ch)
+		if err != nil {
+			return fmt.Errorf("redis: watch: %w", err)
+		}
+		shard, open = node.Options().Addr, node.SSubscribe
+	}
+	c.mu.Lock()
+	sub := c.subs[shard]
+	if sub == nil {
+		// No connection yet: the first (S)SUBSCRIBE opens it.
+		sub = &subscription{ps: open(ctx)}
+		c.subs[shard] = sub
+	}
+	c.shardOf[ch] = shard
+	c.startReceiver(sub)
+	c.mu.Unlock()
+	if c.cluster != nil {
+		return sub.ps.SSubscribe(ctx, ch)
+	}
+	return sub.ps.Subscribe(ctx, ch)
 }
 
-// Unwatch unsubscribes from it.
+// Unwatch unsubscribes from the range's channel.
 func (c *Coordinator) Unwatch(ctx context.Context, key string) error {
-	return c.ps.Unsubscribe(ctx, c.channel(key))
+	ch := c.channel(key)
+	c.mu.Lock()
+	shard, ok := c.shardOf[ch]
+	delete(c.shardOf, ch)
+	sub := c.subs[shard]
+	c.mu.Unlock()
+	if !ok || sub == nil {
+		return nil
+	}
+	if c.cluster != nil {
+		return sub.ps.SUnsubscribe(ctx, ch)
+	}
+	return sub.ps.Unsubscribe(ctx, ch)
 }
 
-// Listen receives announcements until ctx ends, then closes the pub/sub
-// connection. Pub/sub is at-most-once: after a reconnect (go-redis
-// resubscribes) it calls resync, so a message lost during the outage costs
-// one interval at most.
+// Listen receives announcements on every subscription connection until
+// ctx ends, then closes them. Pub/sub is at-most-once: after a reconnect
+// (go-redis resubscribes) it calls resync, so a message lost during the
+// outage costs one interval at most.
 func (c *Coordinator) Listen(ctx context.Context, deliver func(string, *stream.Snapshot), resync func()) {
-	stop := context.AfterFunc(ctx, func() { _ = c.ps.Close() })
-	defer stop()
+	c.mu.Lock()
+	c.listen = &listener{ctx: ctx, deliver: deliver, resync: resync}
+	for _, sub := range c.subs {
+		c.startReceiver(sub)
+	}
+	c.mu.Unlock()
+	<-ctx.Done()
+	c.mu.Lock()
+	for _, sub := range c.subs {
+		_ = sub.ps.Close()
+	}
+	c.mu.Unlock()
+	c.wg.Wait()
+}
+
+// startReceiver starts sub's receiver once Listen runs (c.mu held).
+func (c *Coordinator) startReceiver(sub *subscription) {
+	if c.listen == nil || sub.running || c.listen.ctx.Err() != nil {
+		return
+	}
+	sub.running = true
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.receive(c.listen, sub.ps)
+	}()
+}
+
+// receive reads one subscription connection until l.ctx ends.
+func (c *Coordinator) receive(l *listener, ps *goredis.PubSub) {
 	gap := false
 	for {
-		msg, err := c.ps.Receive(ctx)
+		msg, err := ps.Receive(l.ctx)
 		if err != nil {
-			if ctx.Err() != nil {
+			if l.ctx.Err() != nil {
 				return
 			}
 			gap = true
 			select {
-			case <-ctx.Done():
+			case <-l.ctx.Done():
 				return
 			case <-time.After(100 * time.Millisecond):
 			}
@@ -144,9 +267,24 @@ func (c *Coordinator) Listen(ctx context.Context, deliver func(string, *stream.S
 		}
 		switch m := msg.(type) {
 		case *goredis.Subscription:
-			if gap {
+			switch {
+			case m.Kind == "sunsubscribe" && c.stillWatched(m.Channel):
+				// The slot moved to another shard, which told us to go:
+				// learn the new slot map, follow the channel, and re-read
+				// what we may have missed.
+				if key, ok := c.rangeKey(m.Channel); ok {
+					c.cluster.ReloadState(l.ctx)
+					select {
+					case <-l.ctx.Done():
+						return
+					case <-time.After(100 * time.Millisecond):
+					}
+					_ = c.Watch(l.ctx, key)
+					l.resync()
+				}
+			case gap:
 				gap = false
-				resync()
+				l.resync()
 			}
 		case *goredis.Message:
 			key, ok := c.rangeKey(m.Channel)
@@ -154,10 +292,18 @@ func (c *Coordinator) Listen(ctx context.Context, deliver func(string, *stream.S
 				continue
 			}
 			if s, err := unmarshalSnapshot(m.Payload); err == nil {
-				deliver(key, s)
+				l.deliver(key, s)
 			}
 		}
 	}
+}
+
+// stillWatched reports whether channel is watched on its recorded shard.
+func (c *Coordinator) stillWatched(channel string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.shardOf[channel]
+	return ok
 }
 
 // marshalSnapshot is "<version>\n<published unix ms>\n<json>".

@@ -45,12 +45,20 @@ func StartRedis(t testing.TB) *RedisServer {
 // or fails under CI.
 func redisServer(t testing.TB) string {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
+	return Binary(t, "redis-server", "apt-get install redis-server")
+}
+
+// Binary finds a program the test runs (install says how to get it);
+// without it the test skips, or fails under CI: a missing tool must not
+// hide a test there.
+func Binary(t testing.TB, name, install string) string {
+	t.Helper()
+	bin, err := exec.LookPath(name)
 	if err != nil {
 		if os.Getenv("CI") != "" {
-			t.Fatal("testenv: redis-server is not on PATH (apt-get install redis-server)")
+			t.Fatalf("testenv: %s is not on PATH, and CI is set (%s)", name, install)
 		}
-		t.Skip("redis-server is not on PATH")
+		t.Skipf("%s is not on PATH (%s)", name, install)
 	}
 	return bin
 }

@@ -136,21 +136,64 @@ func RedisURL(t testing.TB) string {
 	return u
 }
 
+// KeyRoot is the start of every Redis key prefix the tests make:
+// TEST_KEY_ROOT when set (make test gives each run its own, and checks at
+// the end that nothing is left under it), else "test:".
+func KeyRoot() string {
+	if r := os.Getenv("TEST_KEY_ROOT"); r != "" {
+		return r
+	}
+	return "test:"
+}
+
+// KeyPrefix returns a fresh Redis key prefix under KeyRoot for a server or
+// client the test starts on TEST_REDIS_URL. Every key under it is deleted
+// when the test ends, after the cleanups registered later (a server
+// stopped by one of them writes nothing more).
+func KeyPrefix(t testing.TB) string {
+	t.Helper()
+	opt, _ := redis.ParseURL(RedisURL(t))
+	prefix := RandomName(KeyRoot()) + ":"
+	t.Cleanup(func() {
+		c := redis.NewClient(opt)
+		defer c.Close()
+		if err := DeleteKeys(c, prefix); err != nil {
+			t.Errorf("testenv: delete the keys under %s: %v", prefix, err)
+		}
+	})
+	return prefix
+}
+
+// DeleteKeys deletes every key that starts with prefix.
+func DeleteKeys(c *redis.Client, prefix string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+	var batch []string
+	for iter.Next(ctx) {
+		if batch = append(batch, iter.Val()); len(batch) == 500 {
+			if err := c.Unlink(ctx, batch...).Err(); err != nil {
+				return err
+			}
+			batch = batch[:0]
+		}
+	}
+	if err := iter.Err(); err != nil {
+		return err
+	}
+	if len(batch) > 0 {
+		return c.Unlink(ctx, batch...).Err()
+	}
+	return nil
+}
+
 // Redis returns a client of TEST_REDIS_URL and a fresh key prefix whose
 // keys are deleted when the test ends.
 func Redis(t testing.TB) (*redis.Client, string) {
 	t.Helper()
+	prefix := KeyPrefix(t)
 	opt, _ := redis.ParseURL(RedisURL(t))
 	c := redis.NewClient(opt)
-	prefix := RandomName("test:") + ":"
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-		for iter.Next(ctx) {
-			c.Del(ctx, iter.Val())
-		}
-		c.Close()
-	})
+	t.Cleanup(func() { c.Close() })
 	return c, prefix
 }

@@ -5,8 +5,10 @@
 //   ANALYTICSD_BIN                     the server binary (make test builds it)
 //   CHROMIUM                           default /usr/bin/chromium
 //
-// Each run works in its own PostgreSQL schema and Redis key prefix, and
-// writes docs/dashboard.png and docs/dashboard-kiosk.png.
+// Each run works in its own PostgreSQL schema and Redis key prefix (under
+// TEST_KEY_ROOT when set: make test checks that nothing is left under it),
+// drops and deletes them at the end, and writes docs/dashboard.png and
+// docs/dashboard-kiosk.png.
 import { execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { createServer } from "node:net";
@@ -36,6 +38,7 @@ const withParam = (url, k, v) => {
   u.searchParams.set(k, v);
   return u.toString();
 };
+const redisPrefix = `${process.env.TEST_KEY_ROOT ?? ""}${schema}:`;
 const dbURL = withParam(dbBase, "search_path", schema);
 const pgURL = withParam(dbBase, "options", `-csearch_path=${schema}`); // for psql
 
@@ -50,12 +53,31 @@ const freePort = () =>
 let server;
 let browser;
 let failed = 0;
-const cleanup = () => {
-  server?.kill("SIGTERM");
+// deleteKeys removes every Redis key under prefix (redis-cli comes with
+// redis-server).
+const deleteKeys = (prefix) => {
+  const cli = (...args) => execFileSync("redis-cli", ["-u", redisURL, ...args], { encoding: "utf8" });
+  const keys = cli("--scan", "--pattern", `${prefix}*`).split("\n").filter(Boolean);
+  for (let i = 0; i < keys.length; i += 500) cli("UNLINK", ...keys.slice(i, i + 500));
+};
+// cleanup stops the server and waits for it (it writes the cache until it
+// exits), then drops the schema and deletes the keys.
+const cleanup = async () => {
+  if (server && server.exitCode === null && server.signalCode === null) {
+    const exited = new Promise((r) => server.once("exit", r));
+    server.kill("SIGTERM");
+    await exited;
+  }
   try {
     psql(`SET client_min_messages = warning; DROP SCHEMA IF EXISTS ${schema} CASCADE`);
   } catch {
     /* best effort */
+  }
+  try {
+    deleteKeys(redisPrefix);
+  } catch (err) {
+    failed++;
+    console.log(`FAIL cleanup: Redis keys under ${redisPrefix}: ${err.message}`);
   }
 };
 
@@ -97,7 +119,7 @@ try {
     ...process.env,
     DATABASE_URL: dbURL,
     REDIS_URL: redisURL,
-    REDIS_PREFIX: `${schema}:`,
+    REDIS_PREFIX: redisPrefix,
     REFRESH_INTERVAL: "1s",
     ROLLUP_INTERVAL: "200ms",
     LOG_FORMAT: "text",
@@ -319,7 +341,7 @@ try {
   console.log(`FAIL setup: ${err.stack || err}`);
 } finally {
   await browser?.close();
-  cleanup();
+  await cleanup();
 }
 console.log(failed ? `${failed} failed` : "all browser tests passed");
 process.exit(failed ? 1 : 0);
