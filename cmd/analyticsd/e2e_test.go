@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -58,13 +60,17 @@ func freePort(t *testing.T) string {
 	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 }
 
+// listeningPort finds the port in the server's "listening" log line.
+var listeningPort = regexp.MustCompile(`msg=listening addr=\S*:(\d+)`)
+
 // startServer runs analyticsd serve on a fresh schema and Redis prefix.
-// env entries override the defaults.
+// env entries override the defaults. The server binds a port of its
+// choosing (PORT=0) and the test reads it from the log, so no other
+// socket can take the port between choosing and binding it.
 func startServer(t *testing.T, env map[string]string, args ...string) *server {
 	t.Helper()
-	port := freePort(t)
 	vars := map[string]string{
-		"PORT":         port,
+		"PORT":         "0",
 		"DATABASE_URL": testenv.PostgresURL(t),
 		"REDIS_URL":    testenv.RedisURL(t),
 		"REDIS_PREFIX": testenv.KeyPrefix(t), // its keys are deleted when the test ends
@@ -81,17 +87,25 @@ func startServer(t *testing.T, env map[string]string, args ...string) *server {
 	if h := vars["LISTEN_ADDR"]; h != "" {
 		host = h
 	}
-	s := &server{base: "http://" + net.JoinHostPort(host, port), dbURL: vars["DATABASE_URL"], cancel: cancel, done: make(chan error, 1), logs: &syncBuffer{}}
+	s := &server{dbURL: vars["DATABASE_URL"], cancel: cancel, done: make(chan error, 1), logs: &syncBuffer{}}
 	go func() {
 		s.done <- run(ctx, append([]string{"serve"}, args...), func(k string) string { return vars[k] }, io.Discard, s.logs)
 	}()
 	t.Cleanup(func() { s.stop(t) })
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		resp, err := http.Get(s.base + "/health")
-		if err == nil {
-			resp.Body.Close()
-			return s
+		err := errors.New("not listening yet")
+		if s.base == "" {
+			if m := listeningPort.FindStringSubmatch(s.logs.String()); m != nil {
+				s.base = "http://" + net.JoinHostPort(host, m[1])
+			}
+		}
+		if s.base != "" {
+			var resp *http.Response
+			if resp, err = http.Get(s.base + "/health"); err == nil {
+				resp.Body.Close()
+				return s
+			}
 		}
 		select {
 		case err := <-s.done:
