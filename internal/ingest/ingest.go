@@ -93,7 +93,10 @@ func ParseContentEncoding(lines []string) (Encoding, error) {
 // MaxBodyBytes (else ErrBodyTooLarge, having decompressed no more than
 // that). The caller bounds r as sent (MaxBodyBytes for Identity,
 // MaxCompressedBytes for Gzip); errors reading r come back unwrapped.
-func ReadBody(enc Encoding, r io.Reader) ([]byte, error) {
+func ReadBody(enc Encoding, r io.Reader) ([]byte, error) { return readBody(enc, r, MaxBodyBytes) }
+
+// readBody is ReadBody with the limit as a parameter, for tests.
+func readBody(enc Encoding, r io.Reader, limit int) ([]byte, error) {
 	if enc == Gzip {
 		gz, err := gzip.NewReader(r)
 		if err != nil {
@@ -102,14 +105,14 @@ func ReadBody(enc Encoding, r io.Reader) ([]byte, error) {
 		defer gz.Close()
 		r = gz
 	}
-	body, err := io.ReadAll(io.LimitReader(r, MaxBodyBytes+1))
+	body, err := io.ReadAll(io.LimitReader(r, int64(limit)+1))
 	if err != nil {
 		if enc == Gzip {
 			return nil, gzipError(err)
 		}
 		return nil, err
 	}
-	if len(body) > MaxBodyBytes {
+	if len(body) > limit {
 		return nil, ErrBodyTooLarge
 	}
 	return body, nil
