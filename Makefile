@@ -4,13 +4,16 @@ SERVICES = eval "$$(.ci/services.sh)" &&
 STATICCHECK = honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GO_TEST = go test -race -count=1
 
-.PHONY: run test test-go ui lint bench bench-go bench-http bench-fleet fuzz build services
+.PHONY: run test test-go screenshots ui lint bench bench-go bench-http bench-fleet fuzz build services
 
 run: ## server with demo data on port 3000, every interface (http://localhost:3000 here)
 	$(SERVICES) go run ./cmd/analyticsd serve --demo
 
 test: ## every test: Go (race) and the dashboard's (Vitest, browser), against real PostgreSQL and Redis; fails if the run leaves a key, a process or a changed file (.ci/test.sh)
 	.ci/test.sh
+
+screenshots: ## run the browser tests and keep their screenshots in docs/ (make test throws them away)
+	$(SERVICES) SCREENSHOT_DIR=docs .ci/ui.sh test
 
 test-go: ## only the Go tests
 	$(SERVICES) $(GO_TEST) ./...

@@ -7,17 +7,19 @@
 //
 // Each run works in its own PostgreSQL schema and Redis key prefix (under
 // TEST_KEY_ROOT when set: make test checks that nothing is left under it),
-// drops and deletes them at the end, and writes docs/dashboard.png and
-// docs/dashboard-kiosk.png.
+// drops and deletes them at the end. Screenshots go to SCREENSHOT_DIR
+// (`make screenshots` sets it to docs/); without it they go to a temporary
+// directory that is removed at the end, so a test run changes no tracked file.
 import { execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
-import { dirname, resolve } from "node:path";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 
 const here = dirname(fileURLToPath(import.meta.url));
-const repo = resolve(here, "../../..");
 const need = (name) => {
   const v = process.env[name];
   if (!v) {
@@ -30,6 +32,8 @@ const dbBase = need("TEST_DATABASE_URL");
 const redisURL = need("TEST_REDIS_URL");
 const bin = need("ANALYTICSD_BIN");
 const REFRESH_MS = 1000;
+const shotDir = process.env.SCREENSHOT_DIR ? resolve(process.env.SCREENSHOT_DIR) : mkdtempSync(join(tmpdir(), "analytics-shots-"));
+const shot = (name) => join(shotDir, name);
 
 const schema = "e2e_" + randomBytes(4).toString("hex");
 const psql = (sql, url = dbBase) => execFileSync("psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-At", url, "-c", sql], { encoding: "utf8" }).trim();
@@ -278,7 +282,7 @@ try {
     const size = await k.evaluate(() => parseFloat(getComputedStyle(document.querySelector("#card-total .value")).fontSize));
     assert(size >= 48, `kiosk numbers are ${size}px`);
     await k.waitForTimeout(800); // let the chart settle
-    await k.screenshot({ path: resolve(repo, "docs/dashboard-kiosk.png") });
+    await k.screenshot({ path: shot("dashboard-kiosk.png") });
     await k.close();
   });
 
@@ -286,7 +290,7 @@ try {
     await page.goto(base + "/?range=7d");
     await waitFor("live", async () => (await page.textContent("#badge")) === "live", 10_000);
     await page.waitForTimeout(800);
-    await page.screenshot({ path: resolve(repo, "docs/dashboard.png"), fullPage: true });
+    await page.screenshot({ path: shot("dashboard.png"), fullPage: true });
   });
 
   await step("keyboard: presets are reachable with Tab and work with Enter", async () => {
@@ -342,6 +346,7 @@ try {
 } finally {
   await browser?.close();
   await cleanup();
+  if (!process.env.SCREENSHOT_DIR) rmSync(shotDir, { recursive: true, force: true });
 }
 console.log(failed ? `${failed} failed` : "all browser tests passed");
 process.exit(failed ? 1 : 0);
