@@ -47,12 +47,13 @@ func New(src Source, coord Coordinator, o Options) *Broker {
 	b := &Broker{src: src, coord: coord, o: o, m: o.Metrics, ctx: ctx, cancel: cancel,
 		ranges: map[string]*liveRange{}, perAddr: map[string]int{}, addrRanges: map[string]map[*liveRange]int{},
 		wq: make(chan *detached, o.MaxClients), detached: map[*detached]struct{}{}}
-	b.wg.Add(o.Writers + 3)
+	b.wg.Add(o.Writers + 4)
 	for range o.Writers {
 		go b.writer()
 	}
 	go b.heartbeats()
 	go b.census()
+	go b.watch()
 	go func() {
 		defer b.wg.Done()
 		coord.Listen(ctx, b.announced, b.resync)
@@ -201,14 +202,26 @@ func (b *Broker) initial(ctx context.Context, lr *liveRange) {
 	if lr.live {
 		at = b.tickTime(version)
 	}
-	if s, err := b.coord.Latest(ctx, lr.key); err == nil && s != nil && s.Version >= version {
-		lr.deliver(s)
+	stored, err := b.coord.Latest(ctx, lr.key)
+	if err != nil {
+		stored = nil
+	}
+	if stored != nil && stored.Version >= version {
+		lr.deliver(stored)
 		return
 	}
 	r := lr.spec.Resolve(at)
 	res, err := b.src.Get(ctx, r)
 	if err != nil {
 		b.o.Logger.Warn("stream: initial snapshot failed", "range", lr.key, "err", err)
+		if lr.live && ctx.Err() == nil {
+			// An older snapshot is better than none: the client gets it
+			// marked stale, with the status saying since when.
+			if stored != nil {
+				lr.deliver(stored)
+			}
+			lr.delay(version, b.tickTime(version), ReasonStorage)
+		}
 		return
 	}
 	lr.deliver(&Snapshot{Version: version, Data: encode(r, res), Published: b.o.Now()})
@@ -365,6 +378,7 @@ func (b *Broker) compute(ctx context.Context, lr *liveRange, k int64, as role) {
 		if ctx.Err() == nil {
 			b.o.Logger.Warn("stream: refresh failed", "range", lr.key, "version", k, "err", err)
 			b.m.refreshed(roleError)
+			lr.delay(k, b.tickTime(k), ReasonStorage)
 		}
 		return
 	}

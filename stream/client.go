@@ -2,6 +2,7 @@ package stream
 
 import (
 	"context"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,6 +24,14 @@ type liveRange struct {
 	latest  *Snapshot
 	arrived chan struct{} // closed and replaced on every new snapshot
 
+	// The failure state (status.go): the newest status frame (nil until
+	// the first failure), the last interval a delayed status went out for,
+	// and when the current failure began.
+	status   *statusFrame
+	delayedK int64
+	since    time.Time
+	created  time.Time
+
 	dropTimer *time.Timer // guarded by the broker's mu
 	idleSince time.Time   // when the last client left; guarded by the broker's mu
 }
@@ -32,7 +41,7 @@ func newLiveRange(parent context.Context, spec summary.Spec, now time.Time) *liv
 		// A range that ended in the past never changes: one snapshot,
 		// then heartbeats only.
 		live:    spec.Live(now),
-		clients: map[*Client]struct{}{}, arrived: make(chan struct{})}
+		clients: map[*Client]struct{}{}, arrived: make(chan struct{}), created: now, delayedK: math.MinInt64}
 	lr.ctx, lr.cancel = context.WithCancel(parent)
 	return lr
 }
@@ -42,6 +51,9 @@ func (lr *liveRange) stop() { lr.cancel() }
 func (lr *liveRange) add(c *Client) {
 	lr.mu.Lock()
 	lr.clients[c] = struct{}{}
+	if lr.status != nil {
+		c.status.Store(lr.status)
+	}
 	if lr.latest != nil {
 		c.offer(lr.latest)
 	}
@@ -93,6 +105,7 @@ func (lr *liveRange) deliver(s *Snapshot) bool {
 		return false
 	}
 	lr.latest = s
+	lr.recovered()
 	for c := range lr.clients {
 		c.offer(s)
 	}
@@ -109,6 +122,7 @@ type Client struct {
 	addr   string
 	notify chan struct{}
 	latest atomic.Pointer[Snapshot]
+	status atomic.Pointer[statusFrame]
 	done   chan struct{}
 	once   sync.Once
 	closed atomic.Bool

@@ -17,6 +17,7 @@ type detached struct {
 	nc        net.Conn
 	mu        sync.Mutex // held by the one writer writing; see flush
 	sent      int64      // guarded by mu
+	seq       int64      // status frames written; guarded by mu
 	queued    atomic.Bool
 	hbDue     atomic.Bool
 	lastWrite atomic.Int64 // unix nanos
@@ -28,7 +29,7 @@ type detached struct {
 // the writer pool; it owns c and nc from then on. sent is the version the
 // client already has (Last-Event-ID), or -1.
 func (b *Broker) Detach(c *Client, nc net.Conn, head []byte, sent int64) {
-	buf, version := b.opening(head, c, sent)
+	buf, version, seq := b.opening(head, c, sent)
 	_ = nc.SetWriteDeadline(time.Now().Add(b.o.WriteTimeout))
 	if _, err := nc.Write(buf); err != nil {
 		b.dropped(err)
@@ -39,7 +40,7 @@ func (b *Broker) Detach(c *Client, nc net.Conn, head []byte, sent int64) {
 	if version != sent {
 		b.m.deliveries.Inc()
 	}
-	d := &detached{c: c, nc: nc, sent: version}
+	d := &detached{c: c, nc: nc, sent: version, seq: seq}
 	d.lastWrite.Store(time.Now().UnixNano())
 	b.dmu.Lock()
 	if b.ctx.Err() != nil {
@@ -76,6 +77,10 @@ func (b *Broker) closeStream(d *detached) {
 	d.close()
 }
 
+// closeDetached ends every detached stream, first writing each the
+// farewell (the delay to reconnect after) unless a writer is busy with it.
+// The writes share one short deadline, so that stalled clients cannot hold
+// up shutdown.
 func (b *Broker) closeDetached() {
 	b.dmu.Lock()
 	all := make([]*detached, 0, len(b.detached))
@@ -83,7 +88,14 @@ func (b *Broker) closeDetached() {
 		all = append(all, d)
 	}
 	b.dmu.Unlock()
+	bye := b.farewell()
+	deadline := time.Now().Add(min(b.o.WriteTimeout, time.Second))
 	for _, d := range all {
+		if d.mu.TryLock() {
+			_ = d.nc.SetWriteDeadline(deadline)
+			_, _ = d.nc.Write(bye)
+			d.mu.Unlock()
+		}
 		b.closeStream(d)
 	}
 }
@@ -120,14 +132,9 @@ func (b *Broker) flush(d *detached) {
 	if !d.mu.TryLock() {
 		return
 	}
-	var frame []byte
-	var version int64
-	if s := d.c.Latest(); s != nil && s.Version > d.sent {
-		frame = appendSnapshot(nil, s)
-		version = s.Version
-	} else if d.hbDue.Swap(false) {
+	frame, version, seq := pending(nil, d.c, d.sent, d.seq)
+	if frame == nil && d.hbDue.Swap(false) {
 		frame = heartbeat
-		version = d.sent
 	}
 	if frame == nil {
 		d.mu.Unlock()
@@ -144,10 +151,10 @@ func (b *Broker) flush(d *detached) {
 	if version > d.sent {
 		b.m.deliveries.Inc()
 	}
-	d.sent = version
+	d.sent, d.seq = version, seq
 	d.lastWrite.Store(time.Now().UnixNano())
 	d.mu.Unlock()
-	if s := d.c.Latest(); s != nil && s.Version > version {
+	if s, f := d.c.Latest(), d.c.Status(); s != nil && s.Version > version || f != nil && f.seq > seq {
 		b.enqueue(d)
 	}
 }

@@ -35,14 +35,28 @@ func appendRetry(dst []byte, d time.Duration) []byte {
 }
 
 // opening is what a new stream starts with, after head: the reconnection
-// delay and, unless the client has it (sent), the latest snapshot. It
-// returns the version the client will have.
-func (b *Broker) opening(head []byte, c *Client, sent int64) ([]byte, int64) {
+// delay; unless the client has it (sent), the latest snapshot, marked
+// stale while the range's refreshes fail; and then the failure's status.
+// It returns the snapshot version and status sequence the client will
+// have.
+func (b *Broker) opening(head []byte, c *Client, sent int64) ([]byte, int64, int64) {
 	buf := appendRetry(head, b.o.Retry)
-	if s := c.Latest(); s != nil && s.Version != sent {
-		return appendSnapshot(buf, s), s.Version
+	s, f := c.Latest(), c.Status()
+	if s != nil && s.Version != sent {
+		if f != nil && f.delayed && f.stale != nil && f.stale.Version == s.Version {
+			s = f.stale
+		}
+		buf = appendSnapshot(buf, s)
+		sent = s.Version
 	}
-	return buf, sent
+	var seq int64
+	if f != nil {
+		seq = f.seq
+		if f.delayed {
+			buf = appendStatus(buf, f)
+		}
+	}
+	return buf, sent, seq
 }
 
 // Sink is an attached stream's response: Send writes p to the client and
@@ -64,7 +78,7 @@ func (b *Broker) Serve(ctx context.Context, c *Client, sink Sink, sent int64) {
 		}
 		return true
 	}
-	first, version := b.opening(nil, c, sent)
+	first, version, seq := b.opening(nil, c, sent)
 	if !send(first) {
 		return
 	}
@@ -79,17 +93,22 @@ func (b *Broker) Serve(ctx context.Context, c *Client, sink Sink, sent int64) {
 		case <-ctx.Done():
 			return
 		case <-c.Done():
+			// The broker closes (shutdown): say so, with the delay to
+			// reconnect after, before the stream ends.
+			send(b.farewell())
 			return
 		case <-c.Notify():
-			s := c.Latest()
-			if s == nil || s.Version == sent {
+			frame, version, next := pending(nil, c, sent, seq)
+			if frame == nil {
 				continue
 			}
-			if !send(appendSnapshot(nil, s)) {
+			if !send(frame) {
 				return
 			}
-			sent = s.Version
-			b.m.deliveries.Inc()
+			if version != sent {
+				b.m.deliveries.Inc()
+			}
+			sent, seq = version, next
 		case <-hb.C:
 			if !send(heartbeat) {
 				return

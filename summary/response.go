@@ -19,12 +19,24 @@ type Response struct {
 	Cached bool    `json:"cached"`
 	Stale  bool    `json:"stale,omitempty"`
 	Period Period  `json:"period"`
+	// ComputedAt is when the numbers were computed (RFC 3339 UTC with
+	// milliseconds): a screen showing a stale answer can say how old it is.
+	ComputedAt string `json:"computedAt,omitempty"`
 }
 
 // NewResponse builds the body for a range and a result.
 func NewResponse(r Range, res Result) Response {
 	return Response{Data: res.Summary, Cached: res.Cached, Stale: res.Stale,
-		Period: Period{From: FormatInstant(r.From), To: FormatInstant(r.To)}}
+		Period: Period{From: FormatInstant(r.From), To: FormatInstant(r.To)}, ComputedAt: FormatComputedAt(res.ComputedAt)}
+}
+
+// FormatComputedAt renders a computation time as RFC 3339 UTC with
+// milliseconds, or "" when unknown.
+func FormatComputedAt(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Truncate(time.Millisecond).Format("2006-01-02T15:04:05.000Z")
 }
 
 // Entry is what a Cache holds for one range.

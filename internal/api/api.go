@@ -96,7 +96,7 @@ func New(d Deps, o Options) *API {
 	}
 	// Every endpoint that reads the query string takes each parameter
 	// once (strictQuery), checked before the key in it is.
-	sum := strictQuery(g.protect(&summaryHandler{svc: d.Summaries, parser: parser, log: o.Logger}, readAccess))
+	sum := strictQuery(g.protect(&summaryHandler{svc: d.Summaries, parser: parser, log: o.Logger, broker: d.Broker}, readAccess))
 	series := strictQuery(g.protect(&seriesHandler{agg: d.Series, parser: parser, timeout: o.QueryTimeout, log: o.Logger}, readAccess))
 	export := strictQuery(g.protect(&seriesHandler{agg: d.Series, parser: parser, timeout: o.QueryTimeout, log: o.Logger, csv: true}, readAccess))
 	live := strictQuery(g.protect(&streamHandler{b: d.Broker, parser: parser, detach: o.StreamDetach, clientAddr: g.proxies.ClientAddr}, streamAccess))

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/liveanalytics/analyticsd/stream"
@@ -54,19 +55,7 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	c, err := h.b.Subscribe(req.Context(), spec, h.clientAddr(req))
 	if err != nil {
-		// EventSource retries a 503 only by reconnecting later; Retry-After
-		// tells well-behaved clients and proxies how long to back off.
-		w.Header().Set("Retry-After", "10")
-		if errors.Is(err, stream.ErrTooManyRangesForAddr) {
-			writeError(w, req, http.StatusTooManyRequests, "rate_limited",
-				"this address has too many distinct live ranges open (STREAM_MAX_RANGES_PER_ADDR); close one, or follow a range it already has")
-			return
-		}
-		msg := "the server is shutting down; reconnect shortly"
-		if !errors.Is(err, stream.ErrClosed) {
-			msg = "too many live streams on this server; retry later"
-		}
-		writeError(w, req, http.StatusServiceUnavailable, "unavailable", msg)
+		h.refuse(w, req, err)
 		return
 	}
 	if tc, ok := req.Context().Value(connKey{}).(*net.TCPConn); ok {
@@ -89,6 +78,50 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	w.Header().Set("Connection", "keep-alive")
 	w.WriteHeader(http.StatusOK)
 	h.b.Serve(req.Context(), c, responseSink{w, rc}, sent)
+}
+
+// refuse answers a stream the broker did not take (over a limit, or
+// shutting down). A standard EventSource fails for good on a status other
+// than 200 or a type other than text/event-stream, and never retries; so
+// a client that accepts text/event-stream (every EventSource sends that
+// Accept header) gets a 200 stream holding a retry delay and a "refused"
+// event with the error, and then the end of the stream, after which it
+// reconnects by itself. Other clients get the JSON error: 429 for the
+// per-address limit, 503 otherwise. Both carry Retry-After.
+func (h *streamHandler) refuse(w http.ResponseWriter, req *http.Request, err error) {
+	status, code := http.StatusServiceUnavailable, "unavailable"
+	msg := "too many live streams on this server; retry later"
+	switch {
+	case errors.Is(err, stream.ErrTooManyRangesForAddr):
+		status, code = http.StatusTooManyRequests, "rate_limited"
+		msg = "this address has too many distinct live ranges open (STREAM_MAX_RANGES_PER_ADDR); close one, or follow a range it already has"
+	case errors.Is(err, stream.ErrClosed):
+		code, msg = stream.ShuttingDownCode, stream.ShuttingDownMessage
+	}
+	w.Header().Set("Retry-After", "10")
+	if !acceptsEventStream(req) {
+		writeError(w, req, status, code, msg)
+		return
+	}
+	for _, kv := range sseHeaders {
+		w.Header().Set(kv[0], kv[1])
+	}
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(h.b.Refusal(code, msg))
+}
+
+// acceptsEventStream reports whether the request's Accept header names
+// text/event-stream.
+func acceptsEventStream(req *http.Request) bool {
+	for _, v := range req.Header.Values("Accept") {
+		for _, part := range strings.Split(v, ",") {
+			mt, _, _ := strings.Cut(part, ";")
+			if strings.EqualFold(strings.TrimSpace(mt), "text/event-stream") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // detachedHead is the response head written on a hijacked connection. The

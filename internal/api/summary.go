@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/liveanalytics/analyticsd/stream"
 	"github.com/liveanalytics/analyticsd/summary"
 )
 
@@ -17,6 +18,7 @@ type summaryHandler struct {
 	svc    Summaries
 	parser summary.RangeParser
 	log    *slog.Logger
+	broker *stream.Broker // nil: no live snapshots to fall back on
 }
 
 // parseSpec reads the from, to and event_type query parameters, writing
@@ -66,6 +68,23 @@ func unavailable(w http.ResponseWriter, req *http.Request) {
 	writeError(w, req, http.StatusServiceUnavailable, "unavailable", "analytics data is temporarily unavailable; retry shortly")
 }
 
+// staleHeaders make a stale answer one that no cache keeps and no
+// If-None-Match confirms: the ETag names the current version, which a
+// stale answer is not.
+func staleHeaders(w http.ResponseWriter) {
+	w.Header().Del("ETag")
+	w.Header().Set("Cache-Control", "no-cache")
+}
+
+// last is the live stream's last snapshot of a live spec, marked stale,
+// or nil.
+func (h *summaryHandler) last(ctx context.Context, spec summary.Spec) []byte {
+	if h.broker == nil || !spec.Relative() {
+		return nil
+	}
+	return h.broker.LastSummary(ctx, spec)
+}
+
 func (h *summaryHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	spec, ok := parseSpec(w, req, h.parser)
 	if !ok {
@@ -89,8 +108,18 @@ func (h *summaryHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			return // the client left; nobody to answer
 		}
 		h.log.ErrorContext(req.Context(), "summary failed", "request_id", requestID(req.Context()), "range", r.Key(), "err", err)
+		// A live range resolves to a new key every interval, which no
+		// cache holds yet: its last snapshot, marked stale, is the answer.
+		if body := h.last(req.Context(), spec); body != nil {
+			staleHeaders(w)
+			writeBody(w, http.StatusOK, append(body, '\n'))
+			return
+		}
 		unavailable(w, req)
 		return
+	}
+	if res.Stale {
+		staleHeaders(w)
 	}
 	if !res.ComputedAt.IsZero() {
 		w.Header().Set("Last-Modified", res.ComputedAt.UTC().Format(http.TimeFormat))
