@@ -18,7 +18,7 @@ import (
 // An instance learns that interval k of a range is lost in one of two
 // ways: its own computation of k failed (the common case: when PostgreSQL
 // refuses, every instance that takes the lease fails at once), or the
-// watch loop finds, half an interval after k's deadline, that no snapshot
+// watch loop finds, a grace period after k's deadline, that no snapshot
 // of k arrived (a computation that hangs, a leader that stopped
 // publishing).
 
@@ -26,8 +26,9 @@ import (
 const (
 	// ReasonStorage: this instance's computation failed.
 	ReasonStorage = "storage_unavailable"
-	// ReasonOverdue: no snapshot arrived within its interval and half
-	// another, from any instance (a computation that hangs, for example).
+	// ReasonOverdue: no snapshot arrived within its interval and a grace
+	// period (half an interval, at least a second) from any instance (a
+	// computation that hangs, for example).
 	ReasonOverdue = "refresh_overdue"
 )
 
@@ -167,17 +168,24 @@ func pending(dst []byte, c *Client, sent, seq int64) ([]byte, int64, int64) {
 	return dst, sent, seq
 }
 
-// watch marks, half an interval after each interval k's deadline, every
-// live range without a snapshot of k as delayed: a computation that hangs
-// fails nothing, and the clients must hear from the range all the same.
+// overdueGrace is how long after its deadline (the end of its interval)
+// a snapshot may still arrive before the watch calls it overdue: half an
+// interval, and at least a second, so that a refresh slowed down by load
+// is not reported as a failure.
+func (o Options) overdueGrace() time.Duration { return max(o.Interval/2, time.Second) }
+
+// watch marks, once per interval, every live range that has no snapshot
+// of the last interval whose deadline passed more than overdueGrace ago
+// as delayed: a computation that hangs fails nothing, and the clients
+// must hear from the range all the same.
 func (b *Broker) watch() {
 	defer b.wg.Done()
+	grace := b.o.overdueGrace()
 	for {
 		now := b.o.Now()
 		j := b.tick(now)
 		at := b.tickTime(j).Add(b.o.Interval / 2)
 		if !at.After(now) {
-			j++
 			at = at.Add(b.o.Interval)
 		}
 		timer := time.NewTimer(at.Sub(now))
@@ -187,7 +195,8 @@ func (b *Broker) watch() {
 			return
 		case <-timer.C:
 		}
-		k := j - 1 // its deadline was the start of j
+		// Interval k's deadline is the start of k+1.
+		k := b.tick(b.o.Now().Add(-grace)) - 1
 		due := b.tickTime(k)
 		for _, lr := range b.liveRanges() {
 			if !lr.created.After(due) {
