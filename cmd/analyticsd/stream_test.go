@@ -15,6 +15,7 @@ import (
 
 type sseEvent struct {
 	id, event, data, comment, retry string
+	at                              time.Time // when it was read
 }
 
 // sseConn reads events from one stream in a goroutine.
@@ -26,6 +27,7 @@ type sseConn struct {
 func openStream(t *testing.T, url, lastID string) *sseConn {
 	t.Helper()
 	req, _ := http.NewRequest("GET", url, nil)
+	req.Header.Set("Accept", "text/event-stream") // as every EventSource does
 	if lastID != "" {
 		req.Header.Set("Last-Event-ID", lastID)
 	}
@@ -44,6 +46,7 @@ func openStream(t *testing.T, url, lastID string) *sseConn {
 			line := sc.Text()
 			switch {
 			case line == "":
+				ev.at = time.Now()
 				c.events <- ev
 				ev = sseEvent{}
 			case strings.HasPrefix(line, ":"):
@@ -66,10 +69,22 @@ func openStream(t *testing.T, url, lastID string) *sseConn {
 	return c
 }
 
-// next returns the next event that carries data, skipping heartbeats.
+// next returns the next event that carries data, skipping heartbeats
+// and status events (a loaded machine may delay a refresh enough for one).
 func (c *sseConn) next(t *testing.T, within time.Duration) (sseEvent, bool) {
 	t.Helper()
 	timeout := time.After(within)
+	for {
+		ev, ok := c.nextNamed(t, timeout)
+		if !ok || ev.event != "status" {
+			return ev, ok
+		}
+	}
+}
+
+// nextNamed returns the next event that carries data, by the timeout.
+func (c *sseConn) nextNamed(t *testing.T, timeout <-chan time.Time) (sseEvent, bool) {
+	t.Helper()
 	for {
 		select {
 		case ev, ok := <-c.events:
