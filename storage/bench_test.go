@@ -51,7 +51,7 @@ func benchDB(b *testing.B) (*storage.DB, time.Time) {
 			b.Fatal(err)
 		}
 		end = time.Now().UTC().Truncate(time.Hour)
-		if _, err := db.Seed(ctx, storage.SeedOptions{Events: want, Days: 30, Users: int(want / 50), End: end, Seed: 1}); err != nil {
+		if _, err := db.Seed(ctx, storage.SeedOptions{Events: want, Days: 30, Users: int(want / 50), End: end, Seed: 1, Uniform: true}); err != nil {
 			b.Fatal(err)
 		}
 	}

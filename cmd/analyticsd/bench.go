@@ -88,7 +88,7 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 		if err := db.TruncateEvents(ctx); err != nil {
 			return err
 		}
-		st, err := db.Seed(ctx, storage.SeedOptions{Events: o.events, Days: o.days, Users: o.users, Seed: 42})
+		st, err := db.Seed(ctx, storage.SeedOptions{Events: o.events, Days: o.days, Users: o.users, Seed: 42, Uniform: true})
 		if err != nil {
 			return err
 		}

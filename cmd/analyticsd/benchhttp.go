@@ -94,7 +94,7 @@ func runBenchHTTP(ctx context.Context, args []string, getenv func(string) string
 		return err
 	}
 	defer db.Close()
-	if _, err := db.Seed(ctx, storage.SeedOptions{Events: o.events, Days: 30, Users: 20_000, Seed: 1}); err != nil {
+	if _, err := db.Seed(ctx, storage.SeedOptions{Events: o.events, Days: 30, Users: 20_000, Seed: 1, Uniform: true}); err != nil {
 		return err
 	}
 	if err := db.NewRoller(storage.RollupOptions{}).CatchUp(ctx); err != nil {

@@ -67,6 +67,7 @@ type Config struct {
 	NoMigrate  bool
 	Demo       bool
 	DemoEvents int64
+	DemoDays   int
 }
 
 // defaultConfig works on a machine with a local PostgreSQL and Redis.
@@ -97,6 +98,7 @@ func defaultConfig() Config {
 		LogFormat:               "json",
 		AccessLogSample:         1,
 		DemoEvents:              300_000,
+		DemoDays:                30,
 		Rollups:                 true,
 		RollupInterval:          time.Second,
 		RollupCacheMB:           storage.DefaultBitmapCacheBytes >> 20,

@@ -35,8 +35,9 @@ import (
 func runServe(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
 	cfg, err := parseConfig("serve", args, getenv, stderr, func(fs *flag.FlagSet, c *Config) {
 		fs.BoolVar(&c.NoMigrate, "no-migrate", false, "do not migrate; exit if the schema is behind")
-		fs.BoolVar(&c.Demo, "demo", false, "on an empty database seed demo events, then keep inserting a trickle of live ones")
-		fs.Int64Var(&c.DemoEvents, "demo-events", c.DemoEvents, "events to seed with --demo")
+		fs.BoolVar(&c.Demo, "demo", false, "on an empty database seed demo events, then keep inserting live ones at the rate the history has at that time of day")
+		fs.Int64Var(&c.DemoEvents, "demo-events", c.DemoEvents, "events to seed with --demo (their rate sets the live events' rate)")
+		fs.IntVar(&c.DemoDays, "demo-days", c.DemoDays, "days of history to seed with --demo")
 	})
 	if err != nil {
 		return helpOK(err)
@@ -169,7 +170,7 @@ func startBackground(ctx context.Context, cfg Config, db *storage.DB, demo inges
 		roller.Run(ctx)
 	}()
 	if cfg.Demo {
-		return startDemo(ctx, db, demo, cfg.DemoEvents, log, bg)
+		return startDemo(ctx, db, demo, cfg.DemoEvents, cfg.DemoDays, log, bg)
 	}
 	return nil
 }
