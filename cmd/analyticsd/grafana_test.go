@@ -292,7 +292,9 @@ func TestGrafanaPanelsShowNumbers(t *testing.T) {
 		"STREAM_MAX_RANGES": "2",
 		"API_KEYS":          key.entry,
 	}
-	busy := []*server{startServer(t, busyEnv, "--demo", "--demo-events", "2000"), startServer(t, busyEnv)}
+	// The demo's live events come at its history's rate: a day of 100k
+	// events is at least one every few seconds at any hour.
+	busy := []*server{startServer(t, busyEnv, "--demo", "--demo-events", "100000", "--demo-days", "1"), startServer(t, busyEnv)}
 	for _, stream := range []struct {
 		s    *server
 		from string
@@ -322,6 +324,13 @@ func TestGrafanaPanelsShowNumbers(t *testing.T) {
 	}
 	if r := do(t, "POST", busy[1].base+"/api/v1/events", key.token, "application/json", batch(5, time.Now())); r.code != 202 {
 		t.Fatalf("ingest: %d %s", r.code, r.raw)
+	}
+	demoInserts := `analytics_ingest_events_total{source="demo"}`
+	for start, deadline := metric(t, busy[0].base, demoInserts), time.Now().Add(60*time.Second); metric(t, busy[0].base, demoInserts) == start; {
+		if time.Now().After(deadline) {
+			t.Fatal("the demo inserted nothing in a minute")
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	prom.waitScrapes(t, len(all), 8)
 
