@@ -220,7 +220,9 @@ func (b *Broker) initial(ctx context.Context, lr *liveRange) {
 			if stored != nil {
 				lr.deliver(stored)
 			}
-			lr.delay(version, b.tickTime(version), ReasonStorage)
+			if lr.delay(version, b.tickTime(version), ReasonStorage) {
+				b.m.delayed(ReasonStorage)
+			}
 		}
 		return
 	}
@@ -378,7 +380,9 @@ func (b *Broker) compute(ctx context.Context, lr *liveRange, k int64, as role) {
 		if ctx.Err() == nil {
 			b.o.Logger.Warn("stream: refresh failed", "range", lr.key, "version", k, "err", err)
 			b.m.refreshed(roleError)
-			lr.delay(k, b.tickTime(k), ReasonStorage)
+			if lr.delay(k, b.tickTime(k), ReasonStorage) {
+				b.m.delayed(ReasonStorage)
+			}
 		}
 		return
 	}

@@ -154,7 +154,7 @@ func (b *Broker) flush(d *detached) {
 	d.sent, d.seq = version, seq
 	d.lastWrite.Store(time.Now().UnixNano())
 	d.mu.Unlock()
-	if s, f := d.c.Latest(), d.c.Status(); s != nil && s.Version > version || f != nil && f.seq > seq {
+	if s, f := d.c.Latest(), d.c.currentStatus(); s != nil && s.Version > version || f != nil && f.seq > seq {
 		b.enqueue(d)
 	}
 }

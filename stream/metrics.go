@@ -43,6 +43,7 @@ type Metrics struct {
 	slow            prometheus.Counter
 	rejected        *prometheus.CounterVec
 	evicted         prometheus.Counter
+	delays          *prometheus.CounterVec
 	refreshDuration prometheus.Histogram
 	lag             prometheus.Histogram
 }
@@ -68,6 +69,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Stream connections refused by limit: clients, ranges, or ranges_per_addr."}, []string{"reason"}),
 		evicted: prometheus.NewCounter(prometheus.CounterOpts{Name: "analytics_stream_ranges_evicted_total",
 			Help: "Idle ranges (no clients, in their grace period) forgotten early to make room for a new range at STREAM_MAX_RANGES."}),
+		delays: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "analytics_stream_delayed_intervals_total",
+			Help: "Range intervals without a snapshot, whose clients this instance told so with a status event, by reason: storage_unavailable (the computation failed) or refresh_overdue (nothing arrived in time)."}, []string{"reason"}),
 		refreshDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "analytics_stream_refresh_duration_seconds",
 			Help: "Time to compute one range refresh.", Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12)}),
 		lag: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "analytics_stream_delivery_lag_seconds",
@@ -84,10 +87,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range []rejectReason{rejectClients, rejectRanges, rejectRangesPerAddr} {
 		m.rejected.WithLabelValues(string(r))
 	}
-	reg.MustRegister(m.clients, m.ranges, m.clusterRanges, m.refreshes, m.contention, m.publishes, m.deliveries, m.slow, m.rejected, m.evicted, m.refreshDuration, m.lag)
+	for _, r := range []string{ReasonStorage, ReasonOverdue} {
+		m.delays.WithLabelValues(r)
+	}
+	reg.MustRegister(m.clients, m.ranges, m.clusterRanges, m.refreshes, m.contention, m.publishes, m.deliveries, m.slow, m.rejected, m.evicted, m.delays, m.refreshDuration, m.lag)
 	return m
 }
 
 func (m *Metrics) refreshed(r role)        { m.refreshes.WithLabelValues(string(r)).Inc() }
 func (m *Metrics) publish(r publishResult) { m.publishes.WithLabelValues(string(r)).Inc() }
 func (m *Metrics) reject(r rejectReason)   { m.rejected.WithLabelValues(string(r)).Inc() }
+func (m *Metrics) delayed(reason string)   { m.delays.WithLabelValues(reason).Inc() }

@@ -41,7 +41,7 @@ func appendRetry(dst []byte, d time.Duration) []byte {
 // have.
 func (b *Broker) opening(head []byte, c *Client, sent int64) ([]byte, int64, int64) {
 	buf := appendRetry(head, b.o.Retry)
-	s, f := c.Latest(), c.Status()
+	s, f := c.Latest(), c.currentStatus()
 	if s != nil && s.Version != sent {
 		if f != nil && f.delayed && f.stale != nil && f.stale.Version == s.Version {
 			s = f.stale

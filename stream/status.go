@@ -142,8 +142,8 @@ func (c *Client) offerStatus(f *statusFrame) {
 	}
 }
 
-// Status is the client's newest status frame, or nil.
-func (c *Client) Status() *statusFrame { return c.status.Load() }
+// currentStatus is the client's newest status frame, or nil.
+func (c *Client) currentStatus() *statusFrame { return c.status.Load() }
 
 // appendStatus appends a "status" event. It has no id: the client's
 // Last-Event-ID stays the version of the snapshot it has.
@@ -161,7 +161,7 @@ func pending(dst []byte, c *Client, sent, seq int64) ([]byte, int64, int64) {
 		dst = appendSnapshot(dst, s)
 		sent = s.Version
 	}
-	if f := c.Status(); f != nil && f.seq > seq {
+	if f := c.currentStatus(); f != nil && f.seq > seq {
 		dst = appendStatus(dst, f)
 		seq = f.seq
 	}
@@ -199,8 +199,8 @@ func (b *Broker) watch() {
 		k := b.tick(b.o.Now().Add(-grace)) - 1
 		due := b.tickTime(k)
 		for _, lr := range b.liveRanges() {
-			if !lr.created.After(due) {
-				lr.delay(k, due, ReasonOverdue)
+			if !lr.created.After(due) && lr.delay(k, due, ReasonOverdue) {
+				b.m.delayed(ReasonOverdue)
 			}
 		}
 	}
@@ -246,9 +246,10 @@ type refusalError struct {
 }
 
 // LastSummary is the newest snapshot of spec, from this instance's live
-// range or the one stored for the instances, as a summary body marked
-// stale (with its computedAt), or nil when there is none: the summary
-// endpoint's answer for a live range while the store fails.
+// range or the one stored for the instances, as a summary body, or nil
+// when there is none: the summary endpoint's answer for a live range while
+// the store fails. It is marked stale (with its computedAt) unless it is
+// the snapshot of the current interval.
 func (b *Broker) LastSummary(ctx context.Context, spec summary.Spec) []byte {
 	var s *Snapshot
 	b.mu.Lock()
@@ -263,6 +264,9 @@ func (b *Broker) LastSummary(ctx context.Context, spec summary.Spec) []byte {
 	}
 	if s == nil {
 		return nil
+	}
+	if s.Version >= spec.Version(b.o.Now(), b.o.Interval) {
+		return s.Data
 	}
 	if c := staleCopy(s); c != nil {
 		return c.Data

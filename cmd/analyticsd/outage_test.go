@@ -129,6 +129,10 @@ func testStreamDuringOutage(t *testing.T, detach string) {
 		statuses++
 	}
 
+	if n := metric(t, s.base, `analytics_stream_delayed_intervals_total{reason="storage_unavailable"}`); n < 3 {
+		t.Errorf("analytics_stream_delayed_intervals_total{reason=storage_unavailable} = %v after 3 statuses", n)
+	}
+
 	// The summary endpoint: the live range's last snapshot, stale, never
 	// confirmed by an ETag; a range with no snapshot is a 503.
 	code, h, b := getSummary(t, liveSummaryURL)
