@@ -252,7 +252,7 @@ type picker struct {
 	rng   *rand.Rand
 	zipf  *rand.Zipf
 	core  *rand.Zipf // Model's loyal users
-	perm  uint64 // users are numbered through a multiplicative shuffle, so heavy users are not u0000001..
+	perm  uint64     // users are numbered through a multiplicative shuffle, so heavy users are not u0000001..
 	users uint64
 	names []string
 	cum   []float64
