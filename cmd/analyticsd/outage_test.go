@@ -82,7 +82,7 @@ func testStreamDuringOutage(t *testing.T, detach string) {
 	u.Host = proxy.Addr
 	s := startServer(t, map[string]string{"DATABASE_URL": u.String(), "REFRESH_INTERVAL": "1s", "STREAM_DETACH": detach})
 	execSQL(t, direct, `INSERT INTO events (user_id, event_type, created_at)
-		SELECT 'u' || (g % 5000), 'page_view', now() - interval '10 minutes' FROM generate_series(1, 123456) g`)
+		SELECT 'u' || (g % 5000), 'page_view', now() - interval '10 minutes' FROM generate_series(1, 23456) g`)
 	const live = "/api/analytics/stream?from=now-1h&to=now"
 	liveSummaryURL := s.base + "/api/analytics/summary?from=now-1h&to=now"
 
@@ -95,7 +95,7 @@ func testStreamDuringOutage(t *testing.T, detach string) {
 			t.Fatalf("healthy: %+v", ev)
 		}
 		last, lastEv = unmarshal[liveSummary](t, ev.data), ev
-		if last.Stale || last.Data.TotalEvents != 123456 {
+		if last.Stale || last.Data.TotalEvents != 23456 {
 			t.Fatalf("healthy summary: %s", ev.data)
 		}
 		parseMillis(t, last.ComputedAt)
@@ -108,6 +108,10 @@ func testStreamDuringOutage(t *testing.T, detach string) {
 	cut := time.Now()
 	prev := lastEv.at
 	timeout := time.After(10 * step)
+	// Three statuses in a row saying the computation failed. Before them
+	// may come what was under way at the cut on a loaded machine: a
+	// summary computed just before it, a "refresh_overdue" for a slow
+	// refresh and the "ok" when it lands.
 	for statuses := 0; statuses < 3; {
 		ev, ok := c.nextNamed(t, timeout)
 		if !ok {
@@ -117,16 +121,26 @@ func testStreamDuringOutage(t *testing.T, detach string) {
 			t.Fatalf("%v without an event before %+v", gap, ev)
 		}
 		prev = ev.at
-		if ev.event == "summary" { // computed before the cut
+		if ev.event == "summary" {
 			last, lastEv = unmarshal[liveSummary](t, ev.data), ev
+			statuses = 0
 			continue
 		}
 		st := unmarshal[liveStatus](t, ev.data)
-		if ev.event != "status" || ev.id != "" || st.State != "delayed" || st.Reason != "storage_unavailable" ||
-			st.ComputedAt == nil || *st.ComputedAt != last.ComputedAt || parseMillis(t, st.Since).After(ev.at) {
-			t.Fatalf("during the outage: %+v, want a status delayed without id, computedAt %s", ev, last.ComputedAt)
+		if ev.event != "status" || ev.id != "" {
+			t.Fatalf("during the outage: %+v, want a status without id", ev)
 		}
-		statuses++
+		if st.State == "ok" {
+			statuses = 0
+			continue
+		}
+		if st.State != "delayed" || st.ComputedAt == nil || *st.ComputedAt != last.ComputedAt || parseMillis(t, st.Since).After(ev.at) ||
+			st.Reason != "storage_unavailable" && st.Reason != "refresh_overdue" {
+			t.Fatalf("during the outage: %+v, want a status delayed with the last summary's computedAt %s", ev, last.ComputedAt)
+		}
+		if st.Reason == "storage_unavailable" {
+			statuses++
+		}
 	}
 
 	if n := metric(t, s.base, `analytics_stream_delayed_intervals_total{reason="storage_unavailable"}`); n < 3 {
@@ -136,7 +150,7 @@ func testStreamDuringOutage(t *testing.T, detach string) {
 	// The summary endpoint: the live range's last snapshot, stale, never
 	// confirmed by an ETag; a range with no snapshot is a 503.
 	code, h, b := getSummary(t, liveSummaryURL)
-	if code != 200 || !b.Stale || b.ComputedAt != last.ComputedAt || b.Data.TotalEvents != 123456 || h.Get("ETag") != "" || h.Get("Cache-Control") != "no-cache" {
+	if code != 200 || !b.Stale || b.ComputedAt != last.ComputedAt || b.Data.TotalEvents != 23456 || h.Get("ETag") != "" || h.Get("Cache-Control") != "no-cache" {
 		t.Fatalf("summary of the live range during the outage: %d %+v %v", code, b, h)
 	}
 	for _, q := range []string{"from=now-7h&to=now", "from=2023-01-01T00:00:00Z&to=2023-02-01T00:00:00Z"} {
