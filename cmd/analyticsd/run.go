@@ -177,7 +177,7 @@ func runSeed(ctx context.Context, args []string, getenv func(string) string, std
 	cfg, err := parseConfig("seed", args, getenv, stderr, func(fs *flag.FlagSet, _ *Config) {
 		fs.Int64Var(&o.Events, "events", 1_000_000, "number of events to generate")
 		fs.IntVar(&o.Days, "days", 30, "spread the events over the last D days")
-		fs.IntVar(&o.Users, "users", 50_000, "size of the (skewed) user population")
+		fs.IntVar(&o.Users, "users", 50_000, "users at the end: the pool grows with the events, a skewed loyal core and recent joiners")
 		fs.StringVar(&types, "types", "", "event types with weights, e.g. page_view:60,click:25,purchase:1 (default: a realistic mix)")
 		fs.Uint64Var(&o.Seed, "seed", 0, "random seed for a reproducible data set (0: random)")
 		fs.IntVar(&o.Workers, "workers", 2, "parallel COPY streams")
