@@ -12,7 +12,7 @@ func TestAcceptsEventStream(t *testing.T) {
 		want   bool
 	}{
 		{nil, false},
-		{[]string{"text/event-stream"}, true},     // every EventSource
+		{[]string{"text/event-stream"}, true},      // every EventSource
 		{[]string{"Text/Event-Stream; q=1"}, true}, // case and parameters
 		{[]string{"application/json, text/event-stream;q=0.5"}, true},
 		{[]string{"application/json", "text/event-stream"}, true},
