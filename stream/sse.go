@@ -43,8 +43,10 @@ func (b *Broker) opening(head []byte, c *Client, sent int64) ([]byte, int64, int
 	buf := appendRetry(head, b.o.Retry)
 	s, f := c.Latest(), c.currentStatus()
 	if s != nil && s.Version != sent {
-		if f != nil && f.delayed && f.stale != nil && f.stale.Version == s.Version {
-			s = f.stale
+		if f != nil && f.delayed && f.last != nil && f.last.Version == s.Version {
+			if stale := f.staleSnapshot(); stale != nil {
+				s = stale
+			}
 		}
 		buf = appendSnapshot(buf, s)
 		sent = s.Version

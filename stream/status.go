@@ -1,9 +1,11 @@
 package stream
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/liveanalytics/analyticsd/summary"
@@ -27,7 +29,7 @@ const (
 	// ReasonStorage: this instance's computation failed.
 	ReasonStorage = "storage_unavailable"
 	// ReasonOverdue: no snapshot arrived within its interval and a grace
-	// period (half an interval, at least a second) from any instance (a
+	// period (half an interval, at least two seconds) from any instance (a
 	// computation that hangs, for example).
 	ReasonOverdue = "refresh_overdue"
 )
@@ -37,10 +39,22 @@ type statusFrame struct {
 	seq     int64  // per range; a client writes each frame once
 	delayed bool   // false: the "ok" that ends a failure
 	data    []byte // the status event's JSON
-	// stale is, while delayed, the latest snapshot re-encoded with
-	// "stale":true, for clients that connect during the failure (nil when
-	// the range has no snapshot).
-	stale *Snapshot
+	// last is, while delayed, the range's latest snapshot (nil: none);
+	// clients that connect during the failure get it re-encoded with
+	// "stale":true, made once, on first use, outside the range's lock.
+	last      *Snapshot
+	staleOnce sync.Once
+	stale     *Snapshot
+}
+
+// staleSnapshot is f.last marked stale, or nil.
+func (f *statusFrame) staleSnapshot() *Snapshot {
+	f.staleOnce.Do(func() {
+		if f.last != nil {
+			f.stale = staleCopy(f.last)
+		}
+	})
+	return f.stale
 }
 
 var okStatus = []byte(`{"state":"ok"}`)
@@ -73,11 +87,7 @@ func (lr *liveRange) delay(k int64, since time.Time, reason string) bool {
 	}
 	st := delayedStatus{State: "delayed", Since: summary.FormatComputedAt(lr.since), Reason: reason}
 	if lr.latest != nil {
-		if prev != nil && prev.delayed && prev.stale != nil && prev.stale.Version == lr.latest.Version {
-			f.stale = prev.stale
-		} else {
-			f.stale = staleCopy(lr.latest)
-		}
+		f.last = lr.latest
 		if at := computedAt(lr.latest.Data); at != "" {
 			st.ComputedAt = &at
 		}
@@ -104,13 +114,21 @@ func (lr *liveRange) recovered() {
 	}
 }
 
-// computedAt reads the computedAt field of a snapshot's data.
+// computedAt reads the computedAt field of a snapshot's data: the last
+// member of the summary body (summary.Response), found without decoding
+// the whole body, which can be large, under the range's lock.
 func computedAt(data []byte) string {
-	var v struct {
-		ComputedAt string `json:"computedAt"`
+	const key = `"computedAt":"`
+	i := bytes.LastIndex(data, []byte(key))
+	if i < 0 {
+		return ""
 	}
-	_ = json.Unmarshal(data, &v)
-	return v.ComputedAt
+	rest := data[i+len(key):]
+	j := bytes.IndexByte(rest, '"')
+	if j < 0 {
+		return ""
+	}
+	return string(rest[:j])
 }
 
 // staleCopy is s with "stale":true (and "cached":true, as the summary
@@ -170,9 +188,9 @@ func pending(dst []byte, c *Client, sent, seq int64) ([]byte, int64, int64) {
 
 // overdueGrace is how long after its deadline (the end of its interval)
 // a snapshot may still arrive before the watch calls it overdue: half an
-// interval, and at least a second, so that a refresh slowed down by load
+// interval, and at least two seconds, so that a refresh slowed down by load
 // is not reported as a failure.
-func (o Options) overdueGrace() time.Duration { return max(o.Interval/2, time.Second) }
+func (o Options) overdueGrace() time.Duration { return max(o.Interval/2, 2*time.Second) }
 
 // watch marks, once per interval, every live range that has no snapshot
 // of the last interval whose deadline passed more than overdueGrace ago
