@@ -36,11 +36,13 @@ type Snapshot struct {
 // that hold it. Keys are summary.Spec keys. Redis implements it for many
 // instances; Memory for one process.
 type Coordinator interface {
-	// TryLease claims interval k of a range for ttl; won is false when
-	// another instance holds it.
-	TryLease(ctx context.Context, key string, k int64, ttl time.Duration) (won bool, err error)
-	// RenewLease extends this instance's lease on interval k by ttl.
-	RenewLease(ctx context.Context, key string, k int64, ttl time.Duration) error
+	// TryLeases claims each lease for ttl, all in one round trip: the
+	// broker asks for every range due at a boundary at once. The answers
+	// are in the order of leases.
+	TryLeases(ctx context.Context, leases []LeaseRef, ttl time.Duration) ([]Lease, error)
+	// RenewLeases extends this instance's leases by ttl (the ones it still
+	// holds), all in one round trip.
+	RenewLeases(ctx context.Context, leases []LeaseRef, ttl time.Duration) error
 	// Publish stores s as the range's snapshot for ttl and announces it to
 	// every instance, unless a snapshot at least as new is stored: then it
 	// returns ErrFenced and changes nothing.
@@ -62,6 +64,21 @@ type Coordinator interface {
 	// many instances hold it (analytics_stream_cluster_ranges, read with
 	// max() over the instances).
 	Census(ctx context.Context, k int64, keys []string, ttl time.Duration) (int, error)
+}
+
+// LeaseRef names the lease of one interval of one range.
+type LeaseRef struct {
+	Key      string // the range's summary.Spec key
+	Interval int64
+}
+
+// Lease is the answer to one lease attempt.
+type Lease struct {
+	Won bool
+	// TTL is how long the lease holds unless renewed: the ttl asked for
+	// when won, else what is left of the holder's (≤ 0: it lapsed
+	// meanwhile). A loser need not try again before it runs out.
+	TTL time.Duration
 }
 
 // ErrFenced is Publish's answer when a newer snapshot is already stored:
@@ -92,6 +109,7 @@ type Options struct {
 	WriteTimeout      time.Duration // deadline of one write to a client
 	Retry             time.Duration // reconnection delay sent to clients
 	Writers           int           // goroutines writing to detached streams
+	Refreshers        int           // goroutines computing refreshes, shared by every range
 	// Invalidate, when set, is told the range key of every snapshot
 	// another instance announces: that instance wrote the summary cache
 	// first, so an in-process copy of the range is out of date.
@@ -115,6 +133,7 @@ func DefaultOptions() Options {
 		WriteTimeout:      5 * time.Second,
 		Retry:             3 * time.Second,
 		Writers:           64,
+		Refreshers:        16,
 	}
 }
 
@@ -138,6 +157,7 @@ func (o Options) withDefaults() Options {
 	}{
 		{&o.MaxClients, d.MaxClients}, {&o.MaxClientsPerAddr, d.MaxClientsPerAddr},
 		{&o.MaxRanges, d.MaxRanges}, {&o.MaxRangesPerAddr, d.MaxRangesPerAddr}, {&o.Writers, d.Writers},
+		{&o.Refreshers, d.Refreshers},
 	} {
 		if *f.v <= 0 {
 			*f.v = f.def
