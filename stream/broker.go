@@ -50,7 +50,7 @@ func New(src Source, coord Coordinator, o Options) *Broker {
 	b := &Broker{src: src, coord: coord, o: o, m: o.Metrics, ctx: ctx, cancel: cancel,
 		ranges: map[string]*liveRange{}, perAddr: map[string]int{}, addrRanges: map[string]map[*liveRange]int{},
 		wq: make(chan *detached, o.MaxClients), detached: map[*detached]struct{}{}, s: newSched()}
-	b.wg.Add(o.Writers + o.Refreshers + 4)
+	b.wg.Add(o.Writers + o.Refreshers + 5)
 	for range o.Writers {
 		go b.writer()
 	}
@@ -58,6 +58,7 @@ func New(src Source, coord Coordinator, o Options) *Broker {
 		go b.refresher()
 	}
 	go b.schedule()
+	go b.publisher()
 	go b.heartbeats()
 	go b.census()
 	go func() {
@@ -281,15 +282,22 @@ func (b *Broker) compute(ctx context.Context, lr *liveRange, k int64, as role) {
 	b.m.refreshed(as)
 	s := &Snapshot{Version: k, Data: encode(r, res), Published: b.o.Now()}
 	if as == roleLeader {
-		switch err := b.coord.Publish(ctx, lr.key, s, 10*b.o.Interval); {
-		case err == nil:
-			b.m.publish(publishOK)
-		case errors.Is(err, ErrFenced):
-			b.m.publish(publishFenced)
-			return // a newer snapshot exists; ours must not replace it
-		default:
-			b.m.publish(publishError)
-		}
+		b.publish(lr, s) // the publisher delivers it once published
+		return
+	}
+	lr.deliver(s)
+}
+
+// published is the publisher's handling of one answer of PublishAll.
+func (b *Broker) published(lr *liveRange, s *Snapshot, err error) {
+	switch {
+	case err == nil:
+		b.m.publish(publishOK)
+	case errors.Is(err, ErrFenced):
+		b.m.publish(publishFenced)
+		return // a newer snapshot exists; ours must not replace it
+	default:
+		b.m.publish(publishError)
 	}
 	lr.deliver(s)
 }

@@ -111,6 +111,15 @@ func (m *Memory) Publish(_ context.Context, key string, s *Snapshot, ttl time.Du
 	return nil
 }
 
+// PublishAll publishes each in turn.
+func (m *Memory) PublishAll(ctx context.Context, ps []Publication, ttl time.Duration) []error {
+	errs := make([]error, len(ps))
+	for i, p := range ps {
+		errs[i] = m.Publish(ctx, p.Key, p.Snapshot, ttl)
+	}
+	return errs
+}
+
 // Latest returns the stored snapshot, or nil once it expired.
 func (m *Memory) Latest(_ context.Context, key string) (*Snapshot, error) {
 	m.mu.Lock()

@@ -48,14 +48,17 @@ type sched struct {
 	held    map[*liveRange]int64 // leases this instance holds until the refresh ends
 	waiting map[*liveRange]waiting
 	queue   []job
+	pubs    []Publication // computed by a refresher as the leader, to publish
+	pubTo   []*liveRange  // the range of each of pubs
 
 	work chan struct{} // a job is queued (capacity 1)
+	pub  chan struct{} // a snapshot is waiting to be published (capacity 1)
 	wake chan struct{} // held or waiting changed outside the scheduler (capacity 1)
 }
 
 func newSched() sched {
 	return sched{busy: map[*liveRange]int64{}, late: map[*liveRange]int64{}, held: map[*liveRange]int64{},
-		waiting: map[*liveRange]waiting{}, work: make(chan struct{}, 1), wake: make(chan struct{}, 1)}
+		waiting: map[*liveRange]waiting{}, work: make(chan struct{}, 1), pub: make(chan struct{}, 1), wake: make(chan struct{}, 1)}
 }
 
 func signal(c chan struct{}) {
@@ -155,6 +158,7 @@ func (b *Broker) round(k int64) {
 	}
 	b.mu.Unlock()
 	due := make([]pending, 0, len(ranges))
+	missed, example := 0, ""
 	b.s.mu.Lock()
 	for _, lr := range ranges {
 		if lr.ctx.Err() != nil {
@@ -164,9 +168,9 @@ func (b *Broker) round(k int64) {
 			b.s.late[lr] = k
 			continue
 		}
-		if w, ok := b.s.waiting[lr]; ok {
+		if _, ok := b.s.waiting[lr]; ok {
 			delete(b.s.waiting, lr)
-			b.o.Logger.Warn("stream: interval passed without a snapshot", "range", lr.key, "version", w.k)
+			missed, example = missed+1, lr.key
 		}
 		if s := lr.latestSnapshot(); s != nil && s.Version >= k {
 			b.m.refreshed(roleFollower)
@@ -175,6 +179,11 @@ func (b *Broker) round(k int64) {
 		due = append(due, pending{lr, k})
 	}
 	b.s.mu.Unlock()
+	if missed > 0 {
+		// One line per boundary, not one per range: an overloaded fleet
+		// misses thousands at once.
+		b.o.Logger.Warn("stream: interval passed without a snapshot", "ranges", missed, "example", example, "version", k-1)
+	}
 	b.lease(due)
 }
 
@@ -316,4 +325,41 @@ func (b *Broker) done(j job) {
 	}
 	b.lease([]pending{{j.lr, next}})
 	signal(b.s.wake) // a new lease to renew, or a new range waiting
+}
+
+// publish hands a leader's snapshot to the publisher.
+func (b *Broker) publish(lr *liveRange, s *Snapshot) {
+	b.s.mu.Lock()
+	b.s.pubs = append(b.s.pubs, Publication{Key: lr.key, Snapshot: s})
+	b.s.pubTo = append(b.s.pubTo, lr)
+	b.s.mu.Unlock()
+	signal(b.s.pub)
+}
+
+// publisher publishes the leaders' snapshots, all those computed while
+// the previous batch was on its way in one round trip, in the order they
+// were computed, and delivers each one locally once published.
+func (b *Broker) publisher() {
+	defer b.wg.Done()
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case <-b.s.pub:
+		}
+		b.s.mu.Lock()
+		pubs, to := b.s.pubs, b.s.pubTo
+		b.s.pubs, b.s.pubTo = nil, nil
+		b.s.mu.Unlock()
+		if len(pubs) == 0 {
+			continue
+		}
+		errs := b.coord.PublishAll(b.ctx, pubs, 10*b.o.Interval)
+		if b.ctx.Err() != nil {
+			return
+		}
+		for i, p := range pubs {
+			b.published(to[i], p.Snapshot, errs[i])
+		}
+	}
 }

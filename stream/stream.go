@@ -47,6 +47,9 @@ type Coordinator interface {
 	// every instance, unless a snapshot at least as new is stored: then it
 	// returns ErrFenced and changes nothing.
 	Publish(ctx context.Context, key string, s *Snapshot, ttl time.Duration) error
+	// PublishAll is Publish for many ranges in one round trip; the answers
+	// are in the order of ps.
+	PublishAll(ctx context.Context, ps []Publication, ttl time.Duration) []error
 	// Latest is the stored snapshot of a range, or nil.
 	Latest(ctx context.Context, key string) (*Snapshot, error)
 	// Watch and Unwatch say which ranges' announcements this instance
@@ -70,6 +73,12 @@ type Coordinator interface {
 type LeaseRef struct {
 	Key      string // the range's summary.Spec key
 	Interval int64
+}
+
+// Publication is one range's new snapshot.
+type Publication struct {
+	Key      string
+	Snapshot *Snapshot
 }
 
 // Lease is the answer to one lease attempt.

@@ -185,6 +185,40 @@ func (c *Coordinator) Publish(ctx context.Context, key string, s *stream.Snapsho
 	return nil
 }
 
+// PublishAll is the fenced publish of many ranges in one pipeline.
+func (c *Coordinator) PublishAll(ctx context.Context, ps []stream.Publication, ttl time.Duration) []error {
+	publish := "PUBLISH"
+	if c.Sharded() {
+		publish = "SPUBLISH"
+	}
+	cmds := make([]*goredis.Cmd, len(ps))
+	run := func() error {
+		_, err := c.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
+			for i, pub := range ps {
+				cmds[i] = casScript.EvalSha(ctx, p, []string{c.base(pub.Key) + "snap"}, pub.Snapshot.Version,
+					marshalSnapshot(pub.Snapshot), ttl.Milliseconds(), c.channel(pub.Key), publish)
+			}
+			return nil
+		})
+		return err
+	}
+	if err := run(); err != nil && goredis.HasErrorPrefix(err, "NOSCRIPT") {
+		if casScript.Load(ctx, c.rdb).Err() == nil {
+			_ = run()
+		}
+	}
+	errs := make([]error, len(ps))
+	for i, cmd := range cmds {
+		switch n, err := cmd.Int(); {
+		case err != nil:
+			errs[i] = fmt.Errorf("redis: publish: %w", err)
+		case n == 0:
+			errs[i] = stream.ErrFenced
+		}
+	}
+	return errs
+}
+
 // Latest reads the stored snapshot.
 func (c *Coordinator) Latest(ctx context.Context, key string) (*stream.Snapshot, error) {
 	p, err := c.rdb.Get(ctx, c.base(key)+"snap").Result()

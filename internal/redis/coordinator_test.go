@@ -85,6 +85,26 @@ func coordinate(t *testing.T, a, b *Coordinator, keys []string) {
 			t.Fatalf("latest %d: %+v %v", i, s, err)
 		}
 	}
+	// The same contract in one round trip for every range: newer
+	// snapshots are stored and announced, older or equal ones fenced.
+	pubs := make([]stream.Publication, len(keys))
+	for i, k := range keys {
+		pubs[i] = stream.Publication{Key: k, Snapshot: snap(8)}
+	}
+	for i, err := range a.PublishAll(ctx, pubs, time.Minute) {
+		if err != nil {
+			t.Fatalf("publish all %d: %v", i, err)
+		}
+	}
+	for i, err := range b.PublishAll(ctx, append(pubs, stream.Publication{Key: keys[0], Snapshot: snap(7)}), time.Minute) {
+		if !errors.Is(err, stream.ErrFenced) {
+			t.Fatalf("publish all of as new or older %d: %v, want fenced", i, err)
+		}
+	}
+	for _, k := range keys {
+		rb.waitFor(t, k, 8)
+		ra.waitFor(t, k, 8)
+	}
 	if err := b.Unwatch(ctx, keys[0]); err != nil {
 		t.Fatal(err)
 	}
@@ -147,8 +167,8 @@ func leases(t *testing.T, a, b *Coordinator, keys []string) {
 }
 
 // TestRenewAfterScriptFlush: a Redis that lost its scripts (a restart,
-// SCRIPT FLUSH) still renews leases: the pipeline of EVALSHA reloads the
-// script and runs again.
+// SCRIPT FLUSH) still renews leases and publishes: a pipeline of EVALSHA
+// answered NOSCRIPT loads the script and runs again.
 func TestRenewAfterScriptFlush(t *testing.T) {
 	t.Parallel()
 	srv := testenv.StartRedis(t)
@@ -172,6 +192,17 @@ func TestRenewAfterScriptFlush(t *testing.T) {
 		}
 		if d := rdb.PTTL(ctx, c.lease("k", 1)).Val(); d <= time.Second {
 			t.Fatalf("not renewed after SCRIPT FLUSH: %v left", d)
+		}
+	}
+	for v := range int64(2) {
+		if err := rdb.ScriptFlush(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if errs := c.PublishAll(ctx, []stream.Publication{{Key: "k", Snapshot: snap(v)}}, time.Minute); errs[0] != nil {
+			t.Fatalf("publish after SCRIPT FLUSH: %v", errs[0])
+		}
+		if s, err := c.Latest(ctx, "k"); err != nil || s == nil || s.Version != v {
+			t.Fatalf("latest after SCRIPT FLUSH: %+v %v", s, err)
 		}
 	}
 }
