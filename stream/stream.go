@@ -1,9 +1,9 @@
 // Package stream keeps dashboards live. A broker keyed by the normalized
-// range runs one refresh loop per live range (not per client); a
-// Coordinator makes N instances compute each range once per interval (a
-// lease per interval, a fenced publish, an announcement to every
-// instance); and the snapshots fan out to Server-Sent Event clients
-// without ever blocking on one.
+// range refreshes each live range once per interval (not per client),
+// with one scheduler for all of them; a Coordinator makes N instances
+// compute each range once per interval (a lease per interval, a fenced
+// publish, an announcement to every instance); and the snapshots fan out
+// to Server-Sent Event clients without ever blocking on one.
 //
 // The package knows no transport and no store: the HTTP edge hands it a
 // Sink or a hijacked connection, a summary Source computes, and a
