@@ -21,7 +21,6 @@ type liveRange struct {
 	mu      sync.Mutex
 	clients map[*Client]struct{}
 	latest  *Snapshot
-	arrived chan struct{} // closed and replaced on every new snapshot
 
 	dropTimer *time.Timer // guarded by the broker's mu
 	idleSince time.Time   // when the last client left; guarded by the broker's mu
@@ -32,7 +31,7 @@ func newLiveRange(parent context.Context, spec summary.Spec, now time.Time) *liv
 		// A range that ended in the past never changes: one snapshot,
 		// then heartbeats only.
 		live:    spec.Live(now),
-		clients: map[*Client]struct{}{}, arrived: make(chan struct{})}
+		clients: map[*Client]struct{}{}}
 	lr.ctx, lr.cancel = context.WithCancel(parent)
 	return lr
 }
@@ -78,12 +77,6 @@ func (lr *liveRange) latestSnapshot() *Snapshot {
 	return lr.latest
 }
 
-func (lr *liveRange) arrivedChan() <-chan struct{} {
-	lr.mu.Lock()
-	defer lr.mu.Unlock()
-	return lr.arrived
-}
-
 // deliver makes s the latest snapshot if it is newer, and offers it to
 // every client. It never blocks: each client keeps only the latest.
 func (lr *liveRange) deliver(s *Snapshot) bool {
@@ -96,8 +89,6 @@ func (lr *liveRange) deliver(s *Snapshot) bool {
 	for c := range lr.clients {
 		c.offer(s)
 	}
-	close(lr.arrived)
-	lr.arrived = make(chan struct{})
 	return true
 }
 
