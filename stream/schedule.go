@@ -47,6 +47,8 @@ type sched struct {
 	late    map[*liveRange]int64 // a boundary passed while busy: that interval is next
 	held    map[*liveRange]int64 // leases this instance holds until the refresh ends
 	waiting map[*liveRange]waiting
+	ready   []pending // late ranges to lease, together once readyAt passes
+	readyAt time.Time
 	queue   []job
 	pubs    []Publication // computed by a refresher as the leader, to publish
 	pubTo   []*liveRange  // the range of each of pubs
@@ -75,6 +77,14 @@ func (s *sched) push(j job) {
 		s.held[j.lr] = j.k
 	}
 	s.queue = append(s.queue, j)
+}
+
+// taken reports whether p's range is already queued, computing or
+// waiting for another instance (s.mu held).
+func (s *sched) taken(p pending) bool {
+	_, busy := s.busy[p.lr]
+	_, waits := s.waiting[p.lr]
+	return busy || waits || p.lr.ctx.Err() != nil
 }
 
 // pop takes the oldest queued refresh.
@@ -114,6 +124,9 @@ func (b *Broker) schedule() {
 				at = w.retry
 			}
 		}
+		if len(b.s.ready) > 0 && b.s.readyAt.Before(at) {
+			at = b.s.readyAt
+		}
 		holding := len(b.s.held) > 0
 		b.s.mu.Unlock()
 		switch {
@@ -140,6 +153,23 @@ func (b *Broker) schedule() {
 			k++
 		}
 		b.retry(now)
+		b.s.mu.Lock()
+		var ready []pending
+		if len(b.s.ready) > 0 && !now.Before(b.s.readyAt) {
+			for _, p := range b.s.ready {
+				if b.s.taken(p) {
+					continue // a boundary came first and dealt with it
+				}
+				if s := p.lr.latestSnapshot(); s != nil && s.Version >= p.k {
+					b.m.refreshed(roleFollower)
+					continue
+				}
+				ready = append(ready, p)
+			}
+			b.s.ready = nil
+		}
+		b.s.mu.Unlock()
+		b.lease(ready)
 		if holding && !now.Before(renewAt) {
 			b.renew()
 			renewAt = b.o.Now().Add(b.o.LeaseTTL / 3)
@@ -303,7 +333,10 @@ func (b *Broker) refresher() {
 }
 
 // done ends a refresh: its lease is no longer renewed, and a range whose
-// next boundary passed meanwhile starts that interval now.
+// next boundary passed meanwhile starts that interval now, its lease taken
+// by the scheduler together with the others that end within a twentieth
+// of a lease (an overloaded instance finishes many late refreshes, and
+// one lease round trip each would grow with the ranges again).
 func (b *Broker) done(j job) {
 	b.s.mu.Lock()
 	delete(b.s.busy, j.lr)
@@ -323,8 +356,13 @@ func (b *Broker) done(j job) {
 		b.m.refreshed(roleFollower)
 		return
 	}
-	b.lease([]pending{{j.lr, next}})
-	signal(b.s.wake) // a new lease to renew, or a new range waiting
+	b.s.mu.Lock()
+	if len(b.s.ready) == 0 {
+		b.s.readyAt = b.o.Now().Add(b.o.LeaseTTL / 20)
+	}
+	b.s.ready = append(b.s.ready, pending{j.lr, next})
+	b.s.mu.Unlock()
+	signal(b.s.wake)
 }
 
 // publish hands a leader's snapshot to the publisher.
