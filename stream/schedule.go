@@ -357,12 +357,17 @@ func (b *Broker) done(j job) {
 		return
 	}
 	b.s.mu.Lock()
-	if len(b.s.ready) == 0 {
+	first := len(b.s.ready) == 0
+	if first {
 		b.s.readyAt = b.o.Now().Add(b.o.LeaseTTL / 20)
 	}
 	b.s.ready = append(b.s.ready, pending{j.lr, next})
 	b.s.mu.Unlock()
-	signal(b.s.wake)
+	if first {
+		// Only the first: the scheduler's wait is set by readyAt, and a
+		// wake for each late range would rescan its state every time.
+		signal(b.s.wake)
+	}
 }
 
 // publish hands a leader's snapshot to the publisher.
