@@ -114,3 +114,29 @@ func BenchmarkSummaryCached(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSeriesCold is the 30-day hourly time series ending now, as the
+// endpoint asks for it, in zones offset from UTC by whole hours, :30 and
+// :45, with the in-process caches emptied before every run (a server's
+// first call after a start).
+func BenchmarkSeriesCold(b *testing.B) {
+	db, _ := benchDB(b)
+	for _, tz := range []string{"UTC", "Europe/Berlin", "Asia/Kolkata", "Asia/Kathmandu"} {
+		b.Run(tz, func(b *testing.B) {
+			loc, err := time.LoadLocation(tz)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				b.StopTimer()
+				db.ResetCaches()
+				now := time.Now()
+				b.StartTimer()
+				r := summary.Range{From: now.Add(-30 * 24 * time.Hour), To: now}
+				if _, err := summary.Series(context.Background(), db, r, summary.BucketHour, loc, 0); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -12,21 +12,48 @@ import (
 // bucket, so an entry never goes stale: a rewritten bucket simply has a new
 // key and the old entry ages out. Cached bitmaps are shared and must not
 // be modified.
+//
+// It also remembers which bucket each entry belongs to, so that a query
+// can tell PostgreSQL the version it already holds for a bucket and get
+// the bitmap only when the bucket has changed since (known).
 type bitmapCache struct {
 	mu       sync.Mutex
 	max, cur int64
 	ll       *list.List
 	items    map[int64]*list.Element
+	buckets  map[bucketID]*list.Element // the newest cached version of each bucket
+}
+
+// bucketID names a rollup row: a bucket of rollup_totals (eventType "")
+// or of rollup_types.
+type bucketID struct {
+	eventType string
+	key       bucketKey
 }
 
 type bitmapEntry struct {
 	version int64
+	bucket  bucketID
 	bm      *roaring.Bitmap
 	size    int64
 }
 
 func newBitmapCache(maxBytes int64) *bitmapCache {
-	return &bitmapCache{max: maxBytes, ll: list.New(), items: map[int64]*list.Element{}}
+	return &bitmapCache{max: maxBytes, ll: list.New(), items: map[int64]*list.Element{}, buckets: map[bucketID]*list.Element{}}
+}
+
+// known is the version of bucket b whose bitmap is cached, or 0 (versions
+// start at 1).
+func (c *bitmapCache) known(b bucketID) int64 {
+	if c == nil {
+		return 0
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.buckets[b]; ok {
+		return e.Value.(*bitmapEntry).version
+	}
+	return 0
 }
 
 func (c *bitmapCache) get(version int64) (*roaring.Bitmap, bool) {
@@ -42,8 +69,9 @@ func (c *bitmapCache) get(version int64) (*roaring.Bitmap, bool) {
 	return nil, false
 }
 
-// add stores bm under version; size is what it holds in memory.
-func (c *bitmapCache) add(version int64, bm *roaring.Bitmap, size int64) {
+// add stores bm, bucket b's bitmap at version; size is what it holds in
+// memory.
+func (c *bitmapCache) add(version int64, b bucketID, bm *roaring.Bitmap, size int64) {
 	if c == nil || size > c.max {
 		return
 	}
@@ -52,13 +80,20 @@ func (c *bitmapCache) add(version int64, bm *roaring.Bitmap, size int64) {
 	if _, ok := c.items[version]; ok {
 		return
 	}
-	c.items[version] = c.ll.PushFront(&bitmapEntry{version: version, bm: bm, size: size})
+	e := c.ll.PushFront(&bitmapEntry{version: version, bucket: b, bm: bm, size: size})
+	c.items[version] = e
+	if old, ok := c.buckets[b]; !ok || old.Value.(*bitmapEntry).version < version {
+		c.buckets[b] = e
+	}
 	c.cur += size
 	for c.cur > c.max {
 		e := c.ll.Back()
 		be := e.Value.(*bitmapEntry)
 		c.ll.Remove(e)
 		delete(c.items, be.version)
+		if c.buckets[be.bucket] == e {
+			delete(c.buckets, be.bucket)
+		}
 		c.cur -= be.size
 	}
 }
@@ -72,6 +107,7 @@ func (c *bitmapCache) reset() {
 	defer c.mu.Unlock()
 	c.ll.Init()
 	c.items = map[int64]*list.Element{}
+	c.buckets = map[bucketID]*list.Element{}
 	c.cur = 0
 }
 

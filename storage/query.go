@@ -90,16 +90,24 @@ const (
 		WHERE minute > $1::timestamptz - interval '1 minute' AND minute < $2 ORDER BY 1`
 	pendingSQL = `SELECT grain, bucket FROM rollup_pending
 		WHERE bucket > $1::timestamptz - interval '32 days' AND bucket < $2`
-	totalsMetaSQL = `SELECT t.grain, t.bucket, t.version, t.events, t.type_names, t.type_counts
+	// The buckets' counts, and their user bitmaps unless the caller
+	// already holds the bucket's current version (known, 0 for none): a
+	// cold query gets everything in one pass over the buckets, a warm one
+	// no bitmap at all. A bitmap left out is never read from its TOAST.
+	totalsMetaSQL = `SELECT t.grain, t.bucket, t.version, t.events, t.type_names, t.type_counts,
+			CASE WHEN t.version = k.known THEN NULL ELSE t.users END
+		FROM unnest($1::int2[], $2::timestamptz[], $3::int8[]) k(grain, bucket, known)
+		JOIN rollup_totals t ON t.grain = k.grain AND t.bucket = k.bucket`
+	typesMetaSQL = `SELECT t.grain, t.bucket, t.version, t.events,
+			CASE WHEN t.version = k.known THEN NULL ELSE t.users END
+		FROM unnest($1::int2[], $2::timestamptz[], $3::int8[]) k(grain, bucket, known)
+		JOIN rollup_types t ON t.event_type = $4 AND t.grain = k.grain AND t.bucket = k.bucket`
+	// The bitmaps of buckets whose version was known but whose bitmap left
+	// the cache before it was read (rare: a full cache evicting).
+	totalsUsersSQL = `SELECT t.version, t.users, t.grain, t.bucket
 		FROM unnest($1::int2[], $2::timestamptz[]) k(grain, bucket)
 		JOIN rollup_totals t ON t.grain = k.grain AND t.bucket = k.bucket`
-	typesMetaSQL = `SELECT t.grain, t.bucket, t.version, t.events
-		FROM unnest($1::int2[], $2::timestamptz[]) k(grain, bucket)
-		JOIN rollup_types t ON t.event_type = $3 AND t.grain = k.grain AND t.bucket = k.bucket`
-	totalsUsersSQL = `SELECT t.version, t.users
-		FROM unnest($1::int2[], $2::timestamptz[]) k(grain, bucket)
-		JOIN rollup_totals t ON t.grain = k.grain AND t.bucket = k.bucket`
-	typesUsersSQL = `SELECT t.version, t.users
+	typesUsersSQL = `SELECT t.version, t.users, t.grain, t.bucket
 		FROM unnest($1::int2[], $2::timestamptz[]) k(grain, bucket)
 		JOIN rollup_types t ON t.event_type = $3 AND t.grain = k.grain AND t.bucket = k.bucket`
 	// Raw rows of the uncovered intervals, an index-only scan. Their users
@@ -136,7 +144,8 @@ func (db *DB) aggregate(ctx context.Context, tx pgx.Tx, eventType string, ivs []
 	// 2. The plans, and the buckets and raw intervals they need.
 	a.plan(f)
 
-	// 3. The buckets' counts and versions, and the raw rows, in one round trip.
+	// 3. The buckets' counts, versions and the bitmaps not cached, and the
+	// raw rows, in one round trip.
 	if err := a.loadMetasAndRaw(ctx); err != nil {
 		return nil, err
 	}
@@ -149,7 +158,7 @@ func (db *DB) aggregate(ctx context.Context, tx pgx.Tx, eventType string, ivs []
 		return nil, err
 	}
 
-	// 5. The bitmaps not decoded yet.
+	// 5. The bitmaps neither read in step 3 nor still cached (rare).
 	if err := a.loadBitmaps(ctx); err != nil {
 		return nil, err
 	}
@@ -172,6 +181,7 @@ type aggregation struct {
 	index  map[bucketKey]int
 	grains []int16
 	starts []time.Time
+	known  []int64 // the version whose bitmap is cached, or 0
 	rawLo  []time.Time
 	rawHi  []time.Time
 	rawIdx []int32
@@ -216,6 +226,7 @@ func (a *aggregation) plan(f *freshness) {
 				a.index[k] = len(a.grains)
 				a.grains = append(a.grains, int16(k.Grain))
 				a.starts = append(a.starts, k.time())
+				a.known = append(a.known, a.db.bitmaps.known(bucketID{a.eventType, k}))
 			}
 		}
 		for _, r := range a.plans[i].Raw {
@@ -233,12 +244,13 @@ func (a *aggregation) loadMetasAndRaw(ctx context.Context) error {
 		a.typeCounts[i] = map[string]int64{}
 	}
 	a.rawUsers = make([]map[string]struct{}, len(a.ivs))
+	a.bitmaps = make(map[int64]*roaring.Bitmap, len(a.grains))
 	batch := &pgx.Batch{}
 	if len(a.grains) > 0 {
 		if a.eventType == "" {
-			batch.Queue(totalsMetaSQL, a.grains, a.starts).Query(a.scanMetas)
+			batch.Queue(totalsMetaSQL, a.grains, a.starts, a.known).Query(a.scanMetas)
 		} else {
-			batch.Queue(typesMetaSQL, a.grains, a.starts, a.eventType).Query(a.scanMetas)
+			batch.Queue(typesMetaSQL, a.grains, a.starts, a.known, a.eventType).Query(a.scanMetas)
 		}
 	}
 	if len(a.rawLo) > 0 {
@@ -251,22 +263,32 @@ func (a *aggregation) loadMetasAndRaw(ctx context.Context) error {
 }
 
 // scanMetas reads rows of totalsMetaSQL, or of typesMetaSQL with an event
-// type, into metas.
+// type, into metas, and decodes (and caches) the bitmaps they carry.
 func (a *aggregation) scanMetas(rows pgx.Rows) error {
 	for rows.Next() {
 		var g int16
 		var b time.Time
+		var users []byte // its own buffer per row: FromBuffer keeps it
 		m := &bucketMeta{}
 		var err error
 		if a.eventType == "" {
-			err = rows.Scan(&g, &b, &m.version, &m.events, &m.names, &m.counts)
+			err = rows.Scan(&g, &b, &m.version, &m.events, &m.names, &m.counts, &users)
 		} else {
-			err = rows.Scan(&g, &b, &m.version, &m.events)
+			err = rows.Scan(&g, &b, &m.version, &m.events, &users)
 		}
 		if err != nil {
 			return err
 		}
-		a.metas[a.index[bucketKey{Grain(g), b.UnixMicro()}]] = m
+		k := bucketKey{Grain(g), b.UnixMicro()}
+		a.metas[a.index[k]] = m
+		if users != nil {
+			bm, err := decodeBitmap(users)
+			if err != nil {
+				return err
+			}
+			a.bitmaps[m.version] = bm
+			a.db.bitmaps.add(m.version, bucketID{a.eventType, k}, bm, int64(len(users))+64)
+		}
 	}
 	return rows.Err()
 }
@@ -293,12 +315,14 @@ func (a *aggregation) scanRaw(rows pgx.Rows) error {
 // loadBitmaps takes the buckets' user bitmaps from the cache, and reads
 // and decodes the ones it misses (caching them) in one query.
 func (a *aggregation) loadBitmaps(ctx context.Context) error {
-	a.bitmaps = make(map[int64]*roaring.Bitmap, len(a.metas))
 	var missG []int16
 	var missS []time.Time
 	for j, m := range a.metas {
 		if m == nil {
 			continue // an empty bucket has no row
+		}
+		if _, ok := a.bitmaps[m.version]; ok {
+			continue // read in step 3
 		}
 		if bm, ok := a.db.bitmaps.get(m.version); ok {
 			a.bitmaps[m.version] = bm
@@ -319,15 +343,19 @@ func (a *aggregation) loadBitmaps(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var version int64
-	var buf []byte
-	_, err = pgx.ForEachRow(rows, []any{&version, &buf}, func() error {
+	var (
+		version int64
+		buf     []byte
+		g       int16
+		b       time.Time
+	)
+	_, err = pgx.ForEachRow(rows, []any{&version, &buf, &g, &b}, func() error {
 		bm, err := decodeBitmap(buf)
 		if err != nil {
 			return err
 		}
 		a.bitmaps[version] = bm
-		a.db.bitmaps.add(version, bm, int64(len(buf))+64)
+		a.db.bitmaps.add(version, bucketID{a.eventType, bucketKey{Grain(g), b.UnixMicro()}}, bm, int64(len(buf))+64)
 		buf = nil // FromBuffer keeps it; let the next row have its own
 		return nil
 	})

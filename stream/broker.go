@@ -34,6 +34,9 @@ type Broker struct {
 	wq       chan *detached
 	dmu      sync.Mutex
 	detached map[*detached]struct{}
+
+	// The refresh scheduler's state (schedule.go).
+	s sched
 }
 
 // New starts a broker. coord shares refreshes with other instances; nil
@@ -46,11 +49,16 @@ func New(src Source, coord Coordinator, o Options) *Broker {
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &Broker{src: src, coord: coord, o: o, m: o.Metrics, ctx: ctx, cancel: cancel,
 		ranges: map[string]*liveRange{}, perAddr: map[string]int{}, addrRanges: map[string]map[*liveRange]int{},
-		wq: make(chan *detached, o.MaxClients), detached: map[*detached]struct{}{}}
-	b.wg.Add(o.Writers + 4)
+		wq: make(chan *detached, o.MaxClients), detached: map[*detached]struct{}{}, s: newSched()}
+	b.wg.Add(o.Writers + o.Refreshers + 6)
 	for range o.Writers {
 		go b.writer()
 	}
+	for range o.Refreshers {
+		go b.refresher()
+	}
+	go b.schedule()
+	go b.publisher()
 	go b.heartbeats()
 	go b.census()
 	go b.watch()
@@ -99,10 +107,6 @@ func (b *Broker) Subscribe(ctx context.Context, spec summary.Spec, addr string) 
 	if isNew {
 		if err := b.coord.Watch(ctx, lr.key); err != nil {
 			b.o.Logger.Warn("stream: watch failed; this instance refreshes on its own until coordination answers", "err", err)
-		}
-		if lr.live {
-			b.wg.Add(1)
-			go b.loop(lr)
 		}
 	}
 	if lr.latestSnapshot() == nil {
@@ -276,99 +280,6 @@ func (b *Broker) drop(lr *liveRange) {
 	_ = b.coord.Unwatch(b.ctx, lr.key)
 }
 
-// loop refreshes one live range at every interval boundary until the
-// range is dropped or the broker closes. A refresh that ends after the
-// next boundary is followed at once by the next interval's (late rather
-// than skipped); only when more than one interval behind does the loop
-// jump to the current one.
-func (b *Broker) loop(lr *liveRange) {
-	defer b.wg.Done()
-	k := b.tick(b.o.Now()) + 1
-	for {
-		if cur := b.tick(b.o.Now()); k < cur {
-			k = cur
-		}
-		timer := time.NewTimer(b.tickTime(k).Sub(b.o.Now()))
-		select {
-		case <-lr.ctx.Done():
-			timer.Stop()
-			return
-		case <-timer.C:
-		}
-		b.refresh(lr, k)
-		k++
-	}
-}
-
-// refresh makes sure interval k of lr gets exactly one snapshot across all
-// instances: take the lease and compute, or wait for whoever holds it; if
-// the holder dies its lease expires and another instance takes over.
-func (b *Broker) refresh(lr *liveRange, k int64) {
-	ctx := lr.ctx
-	deadline := b.tickTime(k + 1)
-	for {
-		if s := lr.latestSnapshot(); s != nil && s.Version >= k {
-			b.m.refreshed(roleFollower)
-			return
-		}
-		if b.o.Now().After(deadline) {
-			b.o.Logger.Warn("stream: interval passed without a snapshot", "range", lr.key, "version", k)
-			return
-		}
-		won, err := b.coord.TryLease(ctx, lr.key, k, b.o.LeaseTTL)
-		if ctx.Err() != nil {
-			return
-		}
-		if err != nil {
-			b.compute(ctx, lr, k, roleLocal)
-			return
-		}
-		if won {
-			stop := b.keepLease(ctx, lr, k)
-			b.compute(ctx, lr, k, roleLeader)
-			stop()
-			return
-		}
-		b.m.contention.Inc()
-		arrived := lr.arrivedChan()
-		wait := time.NewTimer(b.o.LeaseTTL / 4)
-		select {
-		case <-ctx.Done():
-			wait.Stop()
-			return
-		case <-arrived:
-		case <-wait.C:
-		}
-		wait.Stop()
-	}
-}
-
-// keepLease renews the lease of interval k while the leader computes, so
-// that a slow refresh is not duplicated by a follower: the lease lapses
-// only when its holder stops renewing (it died or lost coordination). The
-// returned func stops the renewal and waits for it.
-func (b *Broker) keepLease(ctx context.Context, lr *liveRange, k int64) func() {
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(b.o.LeaseTTL / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				_ = b.coord.RenewLease(ctx, lr.key, k, b.o.LeaseTTL)
-			}
-		}
-	}()
-	return func() { close(done); wg.Wait() }
-}
-
 // compute runs the store for interval k and, as the leader, publishes the
 // snapshot to the other instances.
 func (b *Broker) compute(ctx context.Context, lr *liveRange, k int64, as role) {
@@ -389,15 +300,22 @@ func (b *Broker) compute(ctx context.Context, lr *liveRange, k int64, as role) {
 	b.m.refreshed(as)
 	s := &Snapshot{Version: k, Data: encode(r, res), Published: b.o.Now()}
 	if as == roleLeader {
-		switch err := b.coord.Publish(ctx, lr.key, s, 10*b.o.Interval); {
-		case err == nil:
-			b.m.publish(publishOK)
-		case errors.Is(err, ErrFenced):
-			b.m.publish(publishFenced)
-			return // a newer snapshot exists; ours must not replace it
-		default:
-			b.m.publish(publishError)
-		}
+		b.publish(lr, s) // the publisher delivers it once published
+		return
+	}
+	lr.deliver(s)
+}
+
+// published is the publisher's handling of one answer of PublishAll.
+func (b *Broker) published(lr *liveRange, s *Snapshot, err error) {
+	switch {
+	case err == nil:
+		b.m.publish(publishOK)
+	case errors.Is(err, ErrFenced):
+		b.m.publish(publishFenced)
+		return // a newer snapshot exists; ours must not replace it
+	default:
+		b.m.publish(publishError)
 	}
 	lr.deliver(s)
 }
@@ -408,6 +326,7 @@ func (b *Broker) announced(key string, s *Snapshot) {
 	lr := b.ranges[key]
 	b.mu.Unlock()
 	if lr != nil && lr.deliver(s) {
+		b.arrived(lr, s.Version)
 		b.m.lag.Observe(b.o.Now().Sub(s.Published).Seconds())
 		if b.o.Invalidate != nil {
 			b.o.Invalidate(lr.spec.Resolve(b.tickTime(s.Version)).Key())

@@ -22,7 +22,6 @@ type liveRange struct {
 	mu      sync.Mutex
 	clients map[*Client]struct{}
 	latest  *Snapshot
-	arrived chan struct{} // closed and replaced on every new snapshot
 
 	// The failure state (status.go): the newest status frame (nil until
 	// the first failure), the last interval a delayed status went out for,
@@ -41,7 +40,7 @@ func newLiveRange(parent context.Context, spec summary.Spec, now time.Time) *liv
 		// A range that ended in the past never changes: one snapshot,
 		// then heartbeats only.
 		live:    spec.Live(now),
-		clients: map[*Client]struct{}{}, arrived: make(chan struct{}), created: now, delayedK: math.MinInt64}
+		clients: map[*Client]struct{}{}, created: now, delayedK: math.MinInt64}
 	lr.ctx, lr.cancel = context.WithCancel(parent)
 	return lr
 }
@@ -90,12 +89,6 @@ func (lr *liveRange) latestSnapshot() *Snapshot {
 	return lr.latest
 }
 
-func (lr *liveRange) arrivedChan() <-chan struct{} {
-	lr.mu.Lock()
-	defer lr.mu.Unlock()
-	return lr.arrived
-}
-
 // deliver makes s the latest snapshot if it is newer, and offers it to
 // every client. It never blocks: each client keeps only the latest.
 func (lr *liveRange) deliver(s *Snapshot) bool {
@@ -109,8 +102,6 @@ func (lr *liveRange) deliver(s *Snapshot) bool {
 	for c := range lr.clients {
 		c.offer(s)
 	}
-	close(lr.arrived)
-	lr.arrived = make(chan struct{})
 	return true
 }
 

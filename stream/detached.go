@@ -132,7 +132,7 @@ func (b *Broker) flush(d *detached) {
 	if !d.mu.TryLock() {
 		return
 	}
-	frame, version, seq := pending(nil, d.c, d.sent, d.seq)
+	frame, version, seq := appendPending(nil, d.c, d.sent, d.seq)
 	if frame == nil && d.hbDue.Swap(false) {
 		frame = heartbeat
 	}

@@ -37,18 +37,23 @@ func NewMemory() *Memory {
 
 func leaseKey(key string, k int64) string { return key + "\x00" + strconv.FormatInt(k, 10) }
 
-// TryLease claims interval k unless an unexpired lease holds it.
-func (m *Memory) TryLease(_ context.Context, key string, k int64, ttl time.Duration) (bool, error) {
+// TryLeases claims each lease unless an unexpired one holds it.
+func (m *Memory) TryLeases(_ context.Context, leases []LeaseRef, ttl time.Duration) ([]Lease, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.now()
 	m.prune(now)
-	lk := leaseKey(key, k)
-	if exp, held := m.leases[lk]; held && exp.After(now) {
-		return false, nil
+	out := make([]Lease, len(leases))
+	for i, l := range leases {
+		lk := leaseKey(l.Key, l.Interval)
+		if exp, held := m.leases[lk]; held && exp.After(now) {
+			out[i] = Lease{TTL: exp.Sub(now)}
+			continue
+		}
+		m.leases[lk] = now.Add(ttl)
+		out[i] = Lease{Won: true, TTL: ttl}
 	}
-	m.leases[lk] = now.Add(ttl)
-	return true, nil
+	return out, nil
 }
 
 // prune forgets expired leases and snapshots, at most once a second so
@@ -70,13 +75,16 @@ func (m *Memory) prune(now time.Time) {
 	}
 }
 
-// RenewLease extends a lease that has not expired.
-func (m *Memory) RenewLease(_ context.Context, key string, k int64, ttl time.Duration) error {
+// RenewLeases extends the leases that have not expired.
+func (m *Memory) RenewLeases(_ context.Context, leases []LeaseRef, ttl time.Duration) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	lk := leaseKey(key, k)
-	if exp, held := m.leases[lk]; held && exp.After(m.now()) {
-		m.leases[lk] = m.now().Add(ttl)
+	now := m.now()
+	for _, l := range leases {
+		lk := leaseKey(l.Key, l.Interval)
+		if exp, held := m.leases[lk]; held && exp.After(now) {
+			m.leases[lk] = now.Add(ttl)
+		}
 	}
 	return nil
 }
@@ -101,6 +109,15 @@ func (m *Memory) Publish(_ context.Context, key string, s *Snapshot, ttl time.Du
 		l(key, s)
 	}
 	return nil
+}
+
+// PublishAll publishes each in turn.
+func (m *Memory) PublishAll(ctx context.Context, ps []Publication, ttl time.Duration) []error {
+	errs := make([]error, len(ps))
+	for i, p := range ps {
+		errs[i] = m.Publish(ctx, p.Key, p.Snapshot, ttl)
+	}
+	return errs
 }
 
 // Latest returns the stored snapshot, or nil once it expired.

@@ -100,7 +100,7 @@ func (b *Broker) Serve(ctx context.Context, c *Client, sink Sink, sent int64) {
 			send(b.farewell())
 			return
 		case <-c.Notify():
-			frame, version, next := pending(nil, c, sent, seq)
+			frame, version, next := appendPending(nil, c, sent, seq)
 			if frame == nil {
 				continue
 			}

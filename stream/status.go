@@ -171,10 +171,10 @@ func appendStatus(dst []byte, f *statusFrame) []byte {
 	return append(dst, "\n\n"...)
 }
 
-// pending appends what the client has not been written yet: the newest
+// appendPending appends what the client has not been written yet: the newest
 // snapshot if newer than sent, then the newest status frame if newer than
 // seq. It returns the new sent and seq.
-func pending(dst []byte, c *Client, sent, seq int64) ([]byte, int64, int64) {
+func appendPending(dst []byte, c *Client, sent, seq int64) ([]byte, int64, int64) {
 	if s := c.Latest(); s != nil && s.Version > sent {
 		dst = appendSnapshot(dst, s)
 		sent = s.Version

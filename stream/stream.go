@@ -1,9 +1,9 @@
 // Package stream keeps dashboards live. A broker keyed by the normalized
-// range runs one refresh loop per live range (not per client); a
-// Coordinator makes N instances compute each range once per interval (a
-// lease per interval, a fenced publish, an announcement to every
-// instance); and the snapshots fan out to Server-Sent Event clients
-// without ever blocking on one.
+// range refreshes each live range once per interval (not per client),
+// with one scheduler for all of them; a Coordinator makes N instances
+// compute each range once per interval (a lease per interval, a fenced
+// publish, an announcement to every instance); and the snapshots fan out
+// to Server-Sent Event clients without ever blocking on one.
 //
 // The package knows no transport and no store: the HTTP edge hands it a
 // Sink or a hijacked connection, a summary Source computes, and a
@@ -36,15 +36,20 @@ type Snapshot struct {
 // that hold it. Keys are summary.Spec keys. Redis implements it for many
 // instances; Memory for one process.
 type Coordinator interface {
-	// TryLease claims interval k of a range for ttl; won is false when
-	// another instance holds it.
-	TryLease(ctx context.Context, key string, k int64, ttl time.Duration) (won bool, err error)
-	// RenewLease extends this instance's lease on interval k by ttl.
-	RenewLease(ctx context.Context, key string, k int64, ttl time.Duration) error
+	// TryLeases claims each lease for ttl, all in one round trip: the
+	// broker asks for every range due at a boundary at once. The answers
+	// are in the order of leases.
+	TryLeases(ctx context.Context, leases []LeaseRef, ttl time.Duration) ([]Lease, error)
+	// RenewLeases extends this instance's leases by ttl (the ones it still
+	// holds), all in one round trip.
+	RenewLeases(ctx context.Context, leases []LeaseRef, ttl time.Duration) error
 	// Publish stores s as the range's snapshot for ttl and announces it to
 	// every instance, unless a snapshot at least as new is stored: then it
 	// returns ErrFenced and changes nothing.
 	Publish(ctx context.Context, key string, s *Snapshot, ttl time.Duration) error
+	// PublishAll is Publish for many ranges in one round trip; the answers
+	// are in the order of ps.
+	PublishAll(ctx context.Context, ps []Publication, ttl time.Duration) []error
 	// Latest is the stored snapshot of a range, or nil.
 	Latest(ctx context.Context, key string) (*Snapshot, error)
 	// Watch and Unwatch say which ranges' announcements this instance
@@ -62,6 +67,27 @@ type Coordinator interface {
 	// many instances hold it (analytics_stream_cluster_ranges, read with
 	// max() over the instances).
 	Census(ctx context.Context, k int64, keys []string, ttl time.Duration) (int, error)
+}
+
+// LeaseRef names the lease of one interval of one range.
+type LeaseRef struct {
+	Key      string // the range's summary.Spec key
+	Interval int64
+}
+
+// Publication is one range's new snapshot.
+type Publication struct {
+	Key      string
+	Snapshot *Snapshot
+}
+
+// Lease is the answer to one lease attempt.
+type Lease struct {
+	Won bool
+	// TTL is how long the lease holds unless renewed: the ttl asked for
+	// when won, else what is left of the holder's (≤ 0: it lapsed
+	// meanwhile). A loser need not try again before it runs out.
+	TTL time.Duration
 }
 
 // ErrFenced is Publish's answer when a newer snapshot is already stored:
@@ -92,6 +118,7 @@ type Options struct {
 	WriteTimeout      time.Duration // deadline of one write to a client
 	Retry             time.Duration // reconnection delay sent to clients
 	Writers           int           // goroutines writing to detached streams
+	Refreshers        int           // goroutines computing refreshes, shared by every range
 	// Invalidate, when set, is told the range key of every snapshot
 	// another instance announces: that instance wrote the summary cache
 	// first, so an in-process copy of the range is out of date.
@@ -115,6 +142,7 @@ func DefaultOptions() Options {
 		WriteTimeout:      5 * time.Second,
 		Retry:             3 * time.Second,
 		Writers:           64,
+		Refreshers:        16,
 	}
 }
 
@@ -138,6 +166,7 @@ func (o Options) withDefaults() Options {
 	}{
 		{&o.MaxClients, d.MaxClients}, {&o.MaxClientsPerAddr, d.MaxClientsPerAddr},
 		{&o.MaxRanges, d.MaxRanges}, {&o.MaxRangesPerAddr, d.MaxRangesPerAddr}, {&o.Writers, d.Writers},
+		{&o.Refreshers, d.Refreshers},
 	} {
 		if *f.v <= 0 {
 			*f.v = f.def

@@ -88,9 +88,37 @@ func (c *Coordinator) rangeKey(channel string) (string, bool) {
 	return strings.CutSuffix(rest, "}:ch")
 }
 
-// TryLease takes interval k's lease with SET NX.
-func (c *Coordinator) TryLease(ctx context.Context, key string, k int64, ttl time.Duration) (bool, error) {
-	return c.rdb.SetNX(ctx, c.lease(key, k), c.token, ttl).Result()
+// TryLeases takes each lease with SET NX PX and reads its remaining
+// time with PTTL, all in one pipeline: one round trip for every range due
+// at a boundary. A loser learns when the holder's lease would lapse if it
+// stopped renewing, and need not ask again before then.
+func (c *Coordinator) TryLeases(ctx context.Context, leases []stream.LeaseRef, ttl time.Duration) ([]stream.Lease, error) {
+	if len(leases) == 0 {
+		return nil, nil
+	}
+	sets := make([]*goredis.BoolCmd, len(leases))
+	ttls := make([]*goredis.DurationCmd, len(leases))
+	_, err := c.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for i, l := range leases {
+			key := c.lease(l.Key, l.Interval)
+			sets[i] = p.SetNX(ctx, key, c.token, ttl)
+			ttls[i] = p.PTTL(ctx, key)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("redis: lease: %w", err)
+	}
+	out := make([]stream.Lease, len(leases))
+	for i := range leases {
+		if sets[i].Val() {
+			out[i] = stream.Lease{Won: true, TTL: ttl}
+			continue
+		}
+		// PTTL is -2 when the key expired between the two commands.
+		out[i] = stream.Lease{TTL: max(ttls[i].Val(), 0)}
+	}
+	return out, nil
 }
 
 // renewScript extends a lease only for the instance that holds it.
@@ -100,9 +128,31 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0`)
 
-// RenewLease extends the lease if this instance still holds it.
-func (c *Coordinator) RenewLease(ctx context.Context, key string, k int64, ttl time.Duration) error {
-	return renewScript.Run(ctx, c.rdb, []string{c.lease(key, k)}, c.token, ttl.Milliseconds()).Err()
+// RenewLeases extends the leases this instance still holds, in one
+// pipeline. The script is loaded once (EVALSHA falls back to EVAL only
+// when Redis lost it, e.g. after a restart).
+func (c *Coordinator) RenewLeases(ctx context.Context, leases []stream.LeaseRef, ttl time.Duration) error {
+	if len(leases) == 0 {
+		return nil
+	}
+	run := func() ([]goredis.Cmder, error) {
+		return c.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
+			for _, l := range leases {
+				renewScript.EvalSha(ctx, p, []string{c.lease(l.Key, l.Interval)}, c.token, ttl.Milliseconds())
+			}
+			return nil
+		})
+	}
+	_, err := run()
+	if err != nil && goredis.HasErrorPrefix(err, "NOSCRIPT") {
+		if err = renewScript.Load(ctx, c.rdb).Err(); err == nil {
+			_, err = run()
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("redis: renew: %w", err)
+	}
+	return nil
 }
 
 // casScript stores and announces a snapshot only if it is newer than the
@@ -133,6 +183,40 @@ func (c *Coordinator) Publish(ctx context.Context, key string, s *stream.Snapsho
 		return stream.ErrFenced
 	}
 	return nil
+}
+
+// PublishAll is the fenced publish of many ranges in one pipeline.
+func (c *Coordinator) PublishAll(ctx context.Context, ps []stream.Publication, ttl time.Duration) []error {
+	publish := "PUBLISH"
+	if c.Sharded() {
+		publish = "SPUBLISH"
+	}
+	cmds := make([]*goredis.Cmd, len(ps))
+	run := func() error {
+		_, err := c.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
+			for i, pub := range ps {
+				cmds[i] = casScript.EvalSha(ctx, p, []string{c.base(pub.Key) + "snap"}, pub.Snapshot.Version,
+					marshalSnapshot(pub.Snapshot), ttl.Milliseconds(), c.channel(pub.Key), publish)
+			}
+			return nil
+		})
+		return err
+	}
+	if err := run(); err != nil && goredis.HasErrorPrefix(err, "NOSCRIPT") {
+		if casScript.Load(ctx, c.rdb).Err() == nil {
+			_ = run()
+		}
+	}
+	errs := make([]error, len(ps))
+	for i, cmd := range cmds {
+		switch n, err := cmd.Int(); {
+		case err != nil:
+			errs[i] = fmt.Errorf("redis: publish: %w", err)
+		case n == 0:
+			errs[i] = stream.ErrFenced
+		}
+	}
+	return errs
 }
 
 // Latest reads the stored snapshot.

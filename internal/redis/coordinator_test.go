@@ -71,14 +71,8 @@ func coordinate(t *testing.T, a, b *Coordinator, keys []string) {
 		}
 	}
 	time.Sleep(100 * time.Millisecond) // subscriptions reach the server
+	leases(t, a, b, keys)
 	for i, k := range keys {
-		won, err := a.TryLease(ctx, k, 7, time.Second)
-		if err != nil || !won {
-			t.Fatalf("first lease: %v %v", won, err)
-		}
-		if won, err := b.TryLease(ctx, k, 7, time.Second); err != nil || won {
-			t.Fatalf("second lease of the same interval: %v %v", won, err)
-		}
 		if err := a.Publish(ctx, k, snap(7), time.Minute); err != nil {
 			t.Fatal(err)
 		}
@@ -91,8 +85,125 @@ func coordinate(t *testing.T, a, b *Coordinator, keys []string) {
 			t.Fatalf("latest %d: %+v %v", i, s, err)
 		}
 	}
+	// The same contract in one round trip for every range: newer
+	// snapshots are stored and announced, older or equal ones fenced.
+	pubs := make([]stream.Publication, len(keys))
+	for i, k := range keys {
+		pubs[i] = stream.Publication{Key: k, Snapshot: snap(8)}
+	}
+	for i, err := range a.PublishAll(ctx, pubs, time.Minute) {
+		if err != nil {
+			t.Fatalf("publish all %d: %v", i, err)
+		}
+	}
+	for i, err := range b.PublishAll(ctx, append(pubs, stream.Publication{Key: keys[0], Snapshot: snap(7)}), time.Minute) {
+		if !errors.Is(err, stream.ErrFenced) {
+			t.Fatalf("publish all of as new or older %d: %v, want fenced", i, err)
+		}
+	}
+	for _, k := range keys {
+		rb.waitFor(t, k, 8)
+		ra.waitFor(t, k, 8)
+	}
 	if err := b.Unwatch(ctx, keys[0]); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// leases checks the batched leases of interval 7 of keys: a takes them
+// all in one call, b loses them all and learns how long they hold, only
+// the holder's renewal extends them.
+func leases(t *testing.T, a, b *Coordinator, keys []string) {
+	t.Helper()
+	ctx := context.Background()
+	refs := make([]stream.LeaseRef, len(keys))
+	for i, k := range keys {
+		refs[i] = stream.LeaseRef{Key: k, Interval: 7}
+	}
+	got, err := a.TryLeases(ctx, refs, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, l := range got {
+		if !l.Won || l.TTL != 2*time.Second {
+			t.Fatalf("first lease of %s: %+v", keys[i], l)
+		}
+	}
+	got, err = b.TryLeases(ctx, append(refs, stream.LeaseRef{Key: keys[0], Interval: 8}), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, l := range got[:len(keys)] {
+		if l.Won || l.TTL <= 0 || l.TTL > 2*time.Second {
+			t.Fatalf("second lease of %s, interval 7: %+v, want lost with the holder's time left", keys[i], l)
+		}
+	}
+	if l := got[len(keys)]; !l.Won {
+		t.Fatalf("interval 8 is free: %+v", l)
+	}
+	ttl := func(r stream.LeaseRef) time.Duration {
+		d, err := a.rdb.PTTL(ctx, a.lease(r.Key, r.Interval)).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	if err := b.RenewLeases(ctx, refs, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range refs {
+		if d := ttl(r); d > 2*time.Second {
+			t.Fatalf("a lease renewed by an instance that does not hold it: %v left", d)
+		}
+	}
+	if err := a.RenewLeases(ctx, refs, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range refs {
+		if d := ttl(r); d <= 2*time.Second {
+			t.Fatalf("the holder's renewal did not extend %s: %v left", r.Key, d)
+		}
+	}
+}
+
+// TestRenewAfterScriptFlush: a Redis that lost its scripts (a restart,
+// SCRIPT FLUSH) still renews leases and publishes: a pipeline of EVALSHA
+// answered NOSCRIPT loads the script and runs again.
+func TestRenewAfterScriptFlush(t *testing.T) {
+	t.Parallel()
+	srv := testenv.StartRedis(t)
+	rdb, err := NewClient(srv.URL(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdb.Close()
+	ctx := context.Background()
+	c := NewCoordinator(rdb, "flush:")
+	refs := []stream.LeaseRef{{Key: "k", Interval: 1}}
+	if got, err := c.TryLeases(ctx, refs, time.Second); err != nil || !got[0].Won {
+		t.Fatalf("lease: %+v %v", got, err)
+	}
+	for range 2 {
+		if err := rdb.ScriptFlush(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.RenewLeases(ctx, refs, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if d := rdb.PTTL(ctx, c.lease("k", 1)).Val(); d <= time.Second {
+			t.Fatalf("not renewed after SCRIPT FLUSH: %v left", d)
+		}
+	}
+	for v := range int64(2) {
+		if err := rdb.ScriptFlush(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if errs := c.PublishAll(ctx, []stream.Publication{{Key: "k", Snapshot: snap(v)}}, time.Minute); errs[0] != nil {
+			t.Fatalf("publish after SCRIPT FLUSH: %v", errs[0])
+		}
+		if s, err := c.Latest(ctx, "k"); err != nil || s == nil || s.Version != v {
+			t.Fatalf("latest after SCRIPT FLUSH: %+v %v", s, err)
+		}
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -196,4 +197,31 @@ func Redis(t testing.TB) (*redis.Client, string) {
 	c := redis.NewClient(opt)
 	t.Cleanup(func() { c.Close() })
 	return c, prefix
+}
+
+// RoundTrips counts c's round trips to Redis from now on: one per command
+// sent alone, one per pipeline (pub/sub connections excepted). Benchmarks
+// and tests use it to show that work is batched.
+func RoundTrips(c redis.UniversalClient) *atomic.Int64 {
+	n := new(atomic.Int64)
+	c.AddHook(roundTrips{n})
+	return n
+}
+
+type roundTrips struct{ n *atomic.Int64 }
+
+func (h roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.n.Add(1)
+		return next(ctx, cmd)
+	}
+}
+
+func (h roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.n.Add(1)
+		return next(ctx, cmds)
+	}
 }
