@@ -71,6 +71,10 @@ type SeedOptions struct {
 	Seed     uint64         // 0: random; the same seed gives the same rows
 	Workers  int            // parallel COPY streams; 0: 2
 	Progress io.Writer      // nil: silent
+	// NoAnalyze leaves the table as a bulk load does before any VACUUM or
+	// ANALYZE has run: no statistics, no visibility map (benchmarks of a
+	// planner without statistics).
+	NoAnalyze bool
 }
 
 // SeedStats report a load.
@@ -192,6 +196,9 @@ func (db *DB) Seed(ctx context.Context, o SeedOptions) (SeedStats, error) {
 	stopProgress()
 	if err != nil {
 		return SeedStats{Events: done.Load()}, fmt.Errorf("storage: seed: %w", err)
+	}
+	if o.NoAnalyze {
+		return SeedStats{Events: done.Load(), Elapsed: time.Since(start)}, nil
 	}
 	// Fresh statistics and a visibility map, so the planner picks
 	// index-only scans at once. VACUUM cannot run in a transaction.

@@ -289,16 +289,19 @@ const (
 	dictSQL = `WITH chunk AS MATERIALIZED (
 			SELECT DISTINCT e.user_id
 			FROM unnest($1::timestamptz[]) m(minute)
-			JOIN events e ON e.created_at >= m.minute AND e.created_at < m.minute + interval '1 minute')
+			CROSS JOIN LATERAL (SELECT user_id FROM events
+				WHERE created_at >= m.minute AND created_at < m.minute + interval '1 minute' OFFSET 0) e)
 		INSERT INTO user_dict (user_id)
 		SELECT c.user_id FROM chunk c
-		WHERE NOT EXISTS (SELECT 1 FROM user_dict d WHERE d.user_id = c.user_id)
+		WHERE NOT EXISTS (SELECT 1 FROM user_dict d WHERE d.user_id = c.user_id OFFSET 0)
 		ON CONFLICT (user_id) DO NOTHING`
 	minuteEventsSQL = `WITH chunk AS MATERIALIZED (
 			SELECT m.i, e.event_type, e.user_id
 			FROM unnest($1::timestamptz[]) WITH ORDINALITY m(minute, i)
-			JOIN events e ON e.created_at >= m.minute AND e.created_at < m.minute + interval '1 minute')
-		SELECT c.i, c.event_type, d.id FROM chunk c JOIN user_dict d ON d.user_id = c.user_id`
+			CROSS JOIN LATERAL (SELECT event_type, user_id FROM events
+				WHERE created_at >= m.minute AND created_at < m.minute + interval '1 minute' OFFSET 0) e)
+		SELECT c.i, c.event_type, d.id FROM chunk c
+		CROSS JOIN LATERAL (SELECT id FROM user_dict d WHERE d.user_id = c.user_id OFFSET 0) d`
 )
 
 // rollMinutes recomputes one chunk of dirty minutes and marks their
@@ -534,6 +537,20 @@ func hasPendingChild(pending map[bucketKey]bool, child Grain, start, end time.Ti
 	return false
 }
 
+// The children of each parent, one index range per parent (see rawSQL on
+// why LATERAL ... OFFSET 0). rollup_types is read by its (grain, bucket)
+// index.
+const (
+	childTotalsSQL = `SELECT p.i, t.events, t.users
+		FROM unnest($1::timestamptz[], $2::timestamptz[]) WITH ORDINALITY p(lo, hi, i)
+		CROSS JOIN LATERAL (SELECT events, users FROM rollup_totals
+			WHERE grain = $3 AND bucket >= p.lo AND bucket < p.hi OFFSET 0) t`
+	childTypesSQL = `SELECT p.i, t.event_type, t.events, t.users
+		FROM unnest($1::timestamptz[], $2::timestamptz[]) WITH ORDINALITY p(lo, hi, i)
+		CROSS JOIN LATERAL (SELECT event_type, events, users FROM rollup_types
+			WHERE grain = $3 AND bucket >= p.lo AND bucket < p.hi OFFSET 0) t`
+)
+
 // childAggregates computes grain-g buckets from their grain g-1 children.
 func childAggregates(ctx context.Context, tx pgx.Tx, g Grain, starts []time.Time) ([]*bucketAgg, error) {
 	ends := make([]time.Time, len(starts))
@@ -545,9 +562,7 @@ func childAggregates(ctx context.Context, tx pgx.Tx, g Grain, starts []time.Time
 	for i := range aggs {
 		aggs[i] = newBucketAgg()
 	}
-	rows, err := tx.Query(ctx, `SELECT p.i, t.events, t.users
-		FROM unnest($1::timestamptz[], $2::timestamptz[]) WITH ORDINALITY p(lo, hi, i)
-		JOIN rollup_totals t ON t.grain = $3 AND t.bucket >= p.lo AND t.bucket < p.hi`, starts, ends, int16(g-1))
+	rows, err := tx.Query(ctx, childTotalsSQL, starts, ends, int16(g-1))
 	if err != nil {
 		return nil, err
 	}
@@ -571,9 +586,7 @@ func childAggregates(ctx context.Context, tx pgx.Tx, g Grain, starts []time.Time
 	for j := range aggs {
 		aggs[j].users = roaring.FastOr(parts[j]...)
 	}
-	rows, err = tx.Query(ctx, `SELECT p.i, t.event_type, t.events, t.users
-		FROM unnest($1::timestamptz[], $2::timestamptz[]) WITH ORDINALITY p(lo, hi, i)
-		JOIN rollup_types t ON t.grain = $3 AND t.bucket >= p.lo AND t.bucket < p.hi`, starts, ends, int16(g-1))
+	rows, err = tx.Query(ctx, childTypesSQL, starts, ends, int16(g-1))
 	if err != nil {
 		return nil, err
 	}

@@ -38,6 +38,9 @@ type benchOptions struct {
 	ingestRows  int
 	lagDuration time.Duration
 	lagRate     int
+	// neverAnalyzed also measures the cold summaries on a copy of the data
+	// that was never analyzed (a scratch schema, seeded the same way).
+	neverAnalyzed bool
 }
 
 // runBench seeds a dedicated database when its event count differs, rolls
@@ -59,6 +62,7 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 		fs.IntVar(&o.ingestRows, "ingest-rows", 1_000_000, "rows per COPY in the ingest cost measurement (0 skips it)")
 		fs.DurationVar(&o.lagDuration, "lag-duration", 30*time.Second, "length of the sustained insert stream that measures worker lag (0 skips it)")
 		fs.IntVar(&o.lagRate, "lag-rate", 5_000, "events per second of that stream")
+		fs.BoolVar(&o.neverAnalyzed, "never-analyzed", false, "also seed the same events into a scratch schema without VACUUM or ANALYZE and compare cold summaries there with the analyzed database")
 	})
 	if err != nil {
 		return helpOK(err)
@@ -112,6 +116,11 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 	defer naive.Close()
 	if err := benchQueries(ctx, stdout, db, naive, o); err != nil {
 		return err
+	}
+	if o.neverAnalyzed {
+		if err := benchNeverAnalyzed(ctx, stdout, cfg, db, o); err != nil {
+			return err
+		}
 	}
 	if o.ingestRows > 0 {
 		if err := benchIngest(ctx, stdout, cfg, o); err != nil {
@@ -212,6 +221,68 @@ func ms(d time.Duration) string {
 	default:
 		return strconv.FormatFloat(v, 'f', 2, 64) + " ms"
 	}
+}
+
+// benchNeverAnalyzed seeds the same events (same seed) into a scratch
+// schema with no VACUUM and no ANALYZE, as a bulk load leaves a table
+// before autovacuum's first visit (or forever with autovacuum off), and
+// compares its cold summaries with the analyzed database's.
+func benchNeverAnalyzed(ctx context.Context, w io.Writer, cfg Config, analyzed *storage.DB, o benchOptions) error {
+	scratchURL, drop, err := storage.ScratchSchema(ctx, cfg.DatabaseURL, "bench_never_analyzed_")
+	if err != nil {
+		return err
+	}
+	defer drop() //nolint:errcheck // best effort
+	scfg := cfg
+	scfg.DatabaseURL = scratchURL
+	db, err := openMigrated(ctx, scfg)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	st, err := db.Seed(ctx, storage.SeedOptions{Events: o.events, Days: o.days, Users: o.users, Seed: 42, NoAnalyze: true})
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := db.NewRoller(storage.RollupOptions{}).CatchUp(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "never-analyzed copy: seeded %d events in %s (no VACUUM, no ANALYZE), rolled up in %s\n\n",
+		st.Events, st.Elapsed.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	fmt.Fprintln(w, "| range | rollups, cold, analyzed | rollups, cold, never analyzed | equal |")
+	fmt.Fprintln(w, "|---|---:|---:|---|")
+	for _, c := range benchCases(time.Now().UTC().Truncate(time.Millisecond)) {
+		ivs := []storage.Interval{c.iv}
+		var a, n []summary.Summary
+		ta, err := median(o.runs, func() error {
+			analyzed.ResetCaches()
+			var err error
+			a, err = analyzed.Aggregate(ctx, c.eventType, ivs)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		tn, err := median(o.runs, func() error {
+			db.ResetCaches()
+			var err error
+			n, err = db.Aggregate(ctx, c.eventType, ivs)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		// The two data sets are the same rows, but each has its own
+		// last-second live minutes; the totals agree to the rows.
+		equal := "yes"
+		if !reflect.DeepEqual(a, n) {
+			equal = fmt.Sprintf("no: %d vs %d events", a[0].TotalEvents, n[0].TotalEvents)
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s |\n", c.name, ms(ta), ms(tn), equal)
+	}
+	fmt.Fprintf(w, "\nmedians of %d cold runs each (empty in-process caches).\n\n", o.runs)
+	return nil
 }
 
 // benchIngest measures what the dirty-marking trigger costs a bulk COPY,
