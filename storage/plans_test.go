@@ -101,7 +101,7 @@ func TestHotQueryPlansNeedNoStatistics(t *testing.T) {
 		ivs  []Interval
 	}{{"30-day summary", []Interval{ragged}}, {"24 h series in 5-minute buckets", series}} {
 		lo, hi := span(c.ivs)
-		f, err := loadFreshness(ctx, tx, lo, hi)
+		f, err := db.loadFreshness(ctx, tx, lo, hi)
 		if err != nil {
 			t.Fatal(err)
 		}

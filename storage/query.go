@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/RoaringBitmap/roaring/v2"
@@ -31,6 +32,9 @@ func (db *DB) Summary(ctx context.Context, r summary.Range) (summary.Summary, er
 func (db *DB) Aggregate(ctx context.Context, eventType string, ivs []Interval) ([]summary.Summary, error) {
 	if len(ivs) == 0 {
 		return nil, nil
+	}
+	if err := db.checkRetention(ctx); err != nil {
+		return nil, err
 	}
 	// On a replica too: a standby gives repeatable-read snapshots.
 	tx, err := db.read.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
@@ -138,11 +142,17 @@ type bucketMeta struct {
 func (db *DB) aggregate(ctx context.Context, tx pgx.Tx, eventType string, ivs []Interval) ([]summary.Summary, error) {
 	a := &aggregation{db: db, tx: tx, eventType: eventType, ivs: ivs}
 
-	// 1. What is not current: dirty minutes and pending parents.
+	// 1. What is not current: dirty minutes and pending parents; and
+	// where the raw events end (RAW_RETENTION): an edge inside the
+	// dropped range moves out to the minute, which the rollups know.
 	lo, hi := span(ivs)
-	f, err := loadFreshness(ctx, tx, lo, hi)
+	f, err := db.loadFreshness(ctx, tx, lo, hi)
 	if err != nil {
 		return nil, err
+	}
+	if f.rawFrom != nil {
+		a.ivs = adjustToRetention(ivs, *f.rawFrom)
+		a.adjusted = true
 	}
 
 	// 2. The plans, and the buckets and raw intervals they need.
@@ -167,7 +177,36 @@ func (db *DB) aggregate(ctx context.Context, tx pgx.Tx, eventType string, ivs []
 	}
 
 	// 6. Combine.
-	return a.combine(), nil
+	out := a.combine()
+	if a.adjusted {
+		for i := range out {
+			if a.ivs[i] != ivs[i] {
+				eff := a.ivs[i]
+				out[i].Effective = &eff
+			}
+		}
+	}
+	return out, nil
+}
+
+// adjustToRetention moves the edges that fall inside the dropped raw range
+// (before rawFrom) and are not on a minute out to the minute: From down,
+// To up (never past rawFrom, which is on a minute).
+func adjustToRetention(ivs []Interval, rawFrom time.Time) []Interval {
+	out := make([]Interval, len(ivs))
+	for i, iv := range ivs {
+		if iv.From.Before(rawFrom) {
+			iv.From = Minute.Trunc(iv.From)
+		}
+		if iv.To.Before(rawFrom) {
+			iv.To = Minute.ceil(iv.To)
+		}
+		if !iv.From.Before(iv.To) && ivs[i].From.Before(ivs[i].To) {
+			iv.To = Minute.Next(iv.From)
+		}
+		out[i] = iv
+	}
+	return out
 }
 
 // aggregation is the state of one aggregate call, filled in step by step.
@@ -176,6 +215,7 @@ type aggregation struct {
 	tx        pgx.Tx
 	eventType string
 	ivs       []Interval
+	adjusted  bool // ivs were moved to retention (see adjustToRetention)
 
 	// Step 2: a plan per interval; the distinct buckets they need, each
 	// at its position in index (grains, starts and metas line up); and
@@ -431,10 +471,16 @@ func (db *DB) dictIDs(ctx context.Context, tx pgx.Tx, users []map[string]struct{
 }
 
 // loadFreshness reads which minutes and buckets around [lo, hi) are not
-// current.
-func loadFreshness(ctx context.Context, tx pgx.Tx, lo, hi time.Time) (*freshness, error) {
+// current, and, after migration 005, the raw horizon. It locks events
+// first, before the snapshot: dropping a partition waits for this reader,
+// so the horizon it reads matches the partitions it will scan.
+func (db *DB) loadFreshness(ctx context.Context, tx pgx.Tx, lo, hi time.Time) (*freshness, error) {
 	f := &freshness{pending: map[bucketKey]bool{}}
 	batch := &pgx.Batch{}
+	retention := db.retentionReady.Load()
+	if retention {
+		batch.Queue(`LOCK TABLE events IN ACCESS SHARE MODE`)
+	}
 	batch.Queue(dirtySQL, lo, hi).Query(func(rows pgx.Rows) error {
 		var m time.Time
 		_, err := pgx.ForEachRow(rows, []any{&m}, func() error {
@@ -452,10 +498,37 @@ func loadFreshness(ctx context.Context, tx pgx.Tx, lo, hi time.Time) (*freshness
 		})
 		return err
 	})
+	if retention {
+		batch.Queue(`SELECT raw_from FROM retention`).QueryRow(func(row pgx.Row) error {
+			return row.Scan(&f.rawFrom)
+		})
+	}
 	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
 		return nil, err
 	}
+	if f.rawFrom != nil {
+		// A minute below the horizon has no raw rows left: its rollup is
+		// the answer (the worker never recomputes it).
+		cut := sort.Search(len(f.dirty), func(i int) bool { return f.dirty[i] >= f.rawFrom.UnixMicro() })
+		f.dirty = f.dirty[cut:]
+	}
 	return f, nil
+}
+
+// checkRetention notes once whether the schema has the retention table
+// (migration 005), outside any snapshot.
+func (db *DB) checkRetention(ctx context.Context) error {
+	if db.retentionReady.Load() {
+		return nil
+	}
+	var ok bool
+	if err := db.read.QueryRow(ctx, `SELECT to_regclass('retention') IS NOT NULL`).Scan(&ok); err != nil {
+		return fmt.Errorf("storage: summary: %w", err)
+	}
+	if ok {
+		db.retentionReady.Store(true)
+	}
+	return nil
 }
 
 // uniqueUsers is the cardinality of the union of the (shared, read-only)

@@ -30,6 +30,10 @@ type RollupOptions struct {
 	Logger   *slog.Logger
 	Metrics  *RollupMetrics
 	Now      func() time.Time // [time.Now] decides which buckets have closed
+	// Partitions: the worker creates partitions of events ahead of time
+	// and applies the retention, every MaintainEvery [1m].
+	Partitions    PartitionOptions
+	MaintainEvery time.Duration
 }
 
 // RollupMetrics are the worker's Prometheus collectors.
@@ -85,6 +89,10 @@ func NewRollupMetrics(reg prometheus.Registerer) *RollupMetrics {
 type Roller struct {
 	db *DB
 	o  RollupOptions
+
+	// Owned by the goroutine that runs the worker.
+	maintained time.Time  // last maintain
+	rawFrom    *time.Time // raw events before it are dropped: never recompute those minutes
 }
 
 // NewRoller builds the worker; Run starts it.
@@ -104,6 +112,10 @@ func (db *DB) NewRoller(o RollupOptions) *Roller {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.MaintainEvery <= 0 {
+		o.MaintainEvery = time.Minute
+	}
+	o.Partitions = o.Partitions.withDefaults()
 	return &Roller{db: db, o: o}
 }
 
@@ -134,7 +146,11 @@ func (r *Roller) Run(ctx context.Context) {
 			// A step is not cancelled half-way by shutdown: it finishes
 			// its transaction (bounded), then the loop sees ctx is done.
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stepTimeout)
-			busy, err := r.step(sctx, conn.Conn())
+			var busy bool
+			err := r.maintainDue(sctx, conn.Conn())
+			if err == nil {
+				busy, err = r.step(sctx, conn.Conn())
+			}
 			cancel()
 			switch {
 			case err != nil:
@@ -200,15 +216,67 @@ func (r *Roller) CatchUp(ctx context.Context) error {
 		return ErrRollupBusy
 	}
 	defer r.resign(conn)
+	if err := r.maintain(ctx, conn.Conn()); err != nil {
+		return err
+	}
 	for {
 		busy, err := r.step(ctx, conn.Conn())
 		if err != nil {
 			return err
 		}
 		if !busy {
-			return nil
+			// Rolled up: what the retention waited for may go now.
+			return r.maintain(ctx, conn.Conn())
 		}
 	}
+}
+
+// maintainDue runs maintain when MaintainEvery has passed since the last.
+func (r *Roller) maintainDue(ctx context.Context, conn *pgx.Conn) error {
+	if time.Since(r.maintained) < r.o.MaintainEvery {
+		return nil
+	}
+	return r.maintain(ctx, conn)
+}
+
+// maintain creates the partitions from the current one to Ahead ahead,
+// drops raw partitions older than RawRetention, deletes rollups older than
+// RollupRetention, and reads the raw horizon.
+func (r *Roller) maintain(ctx context.Context, conn *pgx.Conn) error {
+	r.maintained = time.Now()
+	o := r.o.Partitions
+	now := r.o.Now()
+	to := now
+	for range o.Ahead + 1 {
+		to = o.Grain.Next(o.Grain.Trunc(to))
+	}
+	n, err := ensurePartitions(ctx, conn, o.Grain, now, to)
+	if err != nil {
+		return fmt.Errorf("storage: partitions: %w", err)
+	}
+	if n > 0 {
+		r.o.Logger.Info("created partitions of events", "partitions", n)
+	}
+	if o.RawRetention > 0 {
+		n, err := dropExpiredRaw(ctx, conn, now.Add(-o.RawRetention))
+		if err != nil {
+			return fmt.Errorf("storage: raw retention: %w", err)
+		}
+		if n > 0 {
+			r.o.Logger.Info("dropped partitions of events older than the raw retention", "partitions", n)
+		}
+	}
+	if o.RollupRetention > 0 {
+		if err := expireRollups(ctx, conn, now.Add(-o.RollupRetention)); err != nil {
+			return fmt.Errorf("storage: rollup retention: %w", err)
+		}
+	}
+	ret, err := r.db.Retention(ctx)
+	if err != nil {
+		return err
+	}
+	r.rawFrom = ret.RawFrom
+	return nil
 }
 
 // step rolls up one chunk of dirty minutes and then the closed pending
@@ -327,6 +395,9 @@ func (r *Roller) rollMinutes(ctx context.Context, conn *pgx.Conn) (int, error) {
 		}
 		marks++
 		m = m.UTC()
+		if r.rawFrom != nil && m.Before(*r.rawFrom) {
+			continue // its raw rows are dropped: the rollup is all there is
+		}
 		if !seen[m] {
 			seen[m] = true
 			minutes = append(minutes, m)
