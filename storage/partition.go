@@ -193,7 +193,9 @@ func createPartition(ctx context.Context, tx pgx.Tx, lo, hi time.Time) error {
 		return err
 	}
 	// A constraint takes no parameters: literal bounds, in UTC.
-	lit := func(t time.Time) string { return "'" + t.UTC().Format("2006-01-02 15:04:05.999999Z07:00") + "'::timestamptz" }
+	lit := func(t time.Time) string {
+		return "'" + t.UTC().Format("2006-01-02 15:04:05.999999Z07:00") + "'::timestamptz"
+	}
 	check := strings.NewReplacer("$1", lit(lo), "$2", lit(hi)).Replace(stmts[1])
 	if _, err := tx.Exec(ctx, check); err != nil {
 		return err

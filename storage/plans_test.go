@@ -138,4 +138,3 @@ func TestHotQueryPlansNeedNoStatistics(t *testing.T) {
 		explainNoSeqScan(t, tx, "worker: "+g.String()+" children by type", childTypesSQL, starts, ends, int16(g-1))
 	}
 }
-
