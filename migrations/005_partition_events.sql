@@ -22,6 +22,9 @@ DECLARE
     def     text;
     last_id bigint;
 BEGIN
+    -- Writers wait from here to the commit: the ids and the bound must not
+    -- move under us.
+    LOCK TABLE events IN ACCESS EXCLUSIVE MODE;
     IF NOT EXISTS (SELECT 1 FROM events) THEN
         DROP TABLE events;
     ELSE
