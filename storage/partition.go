@@ -189,6 +189,12 @@ func createPartition(ctx context.Context, tx pgx.Tx, lo, hi time.Time) error {
 		`CREATE TABLE ` + name + ` (LIKE events INCLUDING DEFAULTS)`,
 		`ALTER TABLE ` + name + ` ADD CONSTRAINT ` + strings.Trim(name, `"`) + `_range CHECK (created_at >= $1 AND created_at < $2)`,
 	}
+	// ATTACH will want the default partition exclusively: take it before
+	// touching its rows, or a writer that holds it and waits for one of
+	// those rows deadlocks with us.
+	if _, err := tx.Exec(ctx, `LOCK TABLE events_default IN ACCESS EXCLUSIVE MODE`); err != nil {
+		return err
+	}
 	if _, err := tx.Exec(ctx, stmts[0]); err != nil {
 		return err
 	}
@@ -233,15 +239,21 @@ func dropExpiredRaw(ctx context.Context, conn *pgx.Conn, cutoff time.Time) (int,
 			return err
 		}
 		var horizon time.Time
+		locked := false
 		for _, p := range parts {
 			if p.Default || p.To == nil || p.To.After(cutoff) {
 				break // oldest first: nothing later is older
 			}
 			name := pgx.Identifier{p.Name}.Sanitize()
-			// No writer may add a row (and a dirty mark) between the
-			// check and the drop.
-			if _, err := tx.Exec(ctx, `LOCK TABLE `+name+` IN ACCESS EXCLUSIVE MODE`); err != nil {
-				return err
+			// No writer may add a row (and a dirty mark) between the check
+			// and the drop. DROP locks the parent exclusively: lock it
+			// first, as readers do (events, then its partitions), or a
+			// reader and this deadlock.
+			if !locked {
+				if _, err := tx.Exec(ctx, `LOCK TABLE events IN ACCESS EXCLUSIVE MODE`); err != nil {
+					return err
+				}
+				locked = true
 			}
 			var dirty bool
 			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM rollup_dirty WHERE minute < $1)`, *p.To).Scan(&dirty); err != nil {

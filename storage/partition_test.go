@@ -2,9 +2,11 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -76,7 +78,7 @@ func TestMigrateToPartitionsWhileServing(t *testing.T) {
 				events[j] = ingest.Event{UserID: fmt.Sprintf("user-%d", wrng.IntN(900)), EventType: "click",
 					CreatedAt: time.Now().UTC().Truncate(time.Microsecond)}
 			}
-			n, _, err := db.WriteEvents(sctx, "k", fmt.Sprint("batch-", i), []byte{byte(i)}, events)
+			n, _, err := db.WriteEvents(ctx, "k", fmt.Sprint("batch-", i), []byte{byte(i)}, events)
 			if err != nil {
 				fail("ingest", err)
 				return
@@ -185,4 +187,185 @@ func TestMigrateToPartitionsWhileServing(t *testing.T) {
 		t.Fatalf("%d duplicate ids (%v)", dup, err)
 	}
 	t.Logf("%d summaries, %d refreshes, %d events acknowledged while migrating", answers.Load(), refreshes.Load(), acked.Load())
+}
+
+// TestRollupsAcrossPartitionsAndRetention is the property test across a
+// partition boundary and the retention boundary. Daily partitions (one
+// day's rows left in the default partition); while the worker runs, a
+// partition is created (taking its rows from the default partition), then a
+// worker with a raw retention drops the oldest partitions; late and live
+// events, deletes and updates keep coming above the horizon. Every answer,
+// taken in one snapshot, equals plain SQL over a shadow copy of the events
+// that keeps the dropped rows: plain SQL where raw rows exist, the answer
+// before the drop where they do not. Events below the horizon are refused.
+func TestRollupsAcrossPartitionsAndRetention(t *testing.T) {
+	t.Parallel()
+	db := openTestDB(t)
+	ctx := context.Background()
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 3))
+	now := time.Now().UTC()
+	today := Day.Trunc(now)
+	first := today.AddDate(0, 0, -6).Add(5*time.Hour + 17*time.Second)
+	width := int64(now.Sub(first))
+	// Day partitions for the history, except the third day's.
+	for d := today.AddDate(0, 0, -6); d.Before(today.AddDate(0, 0, 3)); d = d.AddDate(0, 0, 1) {
+		if d.Equal(today.AddDate(0, 0, -4)) {
+			continue
+		}
+		if _, err := db.EnsurePartitions(ctx, Day, d, d.Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	insertRandom(t, db, rng, 15_000, func() time.Time { return first.Add(time.Duration(rng.Int64N(width))).Truncate(time.Microsecond) })
+	insertRandom(t, db, rng, 300, func() time.Time { return first.Add(time.Duration(rng.Int64N(width))).Truncate(time.Hour) })
+	day := func(n int) time.Time { return today.AddDate(0, 0, n) }
+	var inDefault int
+	if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM events_default`).Scan(&inDefault); err != nil || inDefault == 0 {
+		t.Fatalf("default partition: %d rows (%v), want the third day's", inDefault, err)
+	}
+	if _, err := db.pool.Exec(ctx, `CREATE TABLE events_shadow AS SELECT * FROM events;
+		CREATE INDEX ON events_shadow (created_at)`); err != nil {
+		t.Fatal(err)
+	}
+	po := PartitionOptions{Grain: Day}
+	roller := db.NewRoller(RollupOptions{Interval: 20 * time.Millisecond, Chunk: 500, Partitions: po})
+	if err := roller.CatchUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.checkRetention(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// The raw retention will drop the days before day(-2): writers stay
+	// above it, in events and the shadow alike.
+	const retention = 2*24*time.Hour + time.Hour
+	floor := day(-2)
+	wctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	t.Cleanup(func() { stop(); wg.Wait() })
+	runWorker := func(r *Roller) (stop func()) {
+		c, cancel := context.WithCancel(wctx)
+		done := make(chan struct{})
+		go func() { defer close(done); r.Run(c) }()
+		return func() { cancel(); <-done }
+	}
+	stopA := runWorker(roller)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		wrng := rand.New(rand.NewPCG(seed, 4))
+		above := int64(now.Sub(floor))
+		for i := 0; wctx.Err() == nil; i++ {
+			var err error
+			switch i % 10 {
+			case 7:
+				_, err = db.pool.Exec(ctx, `WITH d AS (DELETE FROM events WHERE id IN
+					(SELECT id FROM events WHERE created_at >= $1 ORDER BY random() LIMIT 5) RETURNING id)
+					DELETE FROM events_shadow WHERE id IN (SELECT id FROM d)`, floor)
+			case 8:
+				_, err = db.pool.Exec(ctx, `WITH u AS (UPDATE events SET created_at = created_at - interval '26 hours', event_type = 'moved'
+					WHERE id IN (SELECT id FROM events WHERE created_at >= $1 ORDER BY random() LIMIT 3) RETURNING id, created_at, event_type)
+					UPDATE events_shadow s SET created_at = u.created_at, event_type = u.event_type FROM u WHERE s.id = u.id`, floor.Add(27*time.Hour))
+			default:
+				live := time.Now().UTC().Truncate(time.Microsecond)
+				late := floor.Add(time.Duration(wrng.Int64N(above))).Truncate(time.Microsecond)
+				_, err = db.pool.Exec(ctx, `WITH i AS (INSERT INTO events (user_id, event_type, created_at)
+					SELECT 'user-' || (random() * 700)::int, $3, t FROM (VALUES ($1::timestamptz), ($2::timestamptz)) v(t)
+					RETURNING *) INSERT INTO events_shadow SELECT * FROM i`, live, late, testTypes[wrng.IntN(len(testTypes))])
+			}
+			if err != nil && wctx.Err() == nil {
+				t.Error(err)
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+
+	shadow := func(q string) string { return strings.ReplaceAll(q, "FROM events ", "FROM events_shadow ") }
+	check := func() (adjusted int) {
+		tx, err := db.beginRead(ctx, db.pool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(ctx) //nolint:errcheck // read-only
+		typ := ""
+		if rng.IntN(4) == 0 {
+			typ = testTypes[rng.IntN(len(testTypes))]
+		}
+		ivs := []Interval{randomInterval(rng, first, time.Now().UTC())}
+		if rng.IntN(3) == 0 { // a time series
+			step := time.Duration(1+rng.IntN(600)) * time.Minute
+			from := ivs[0].From
+			ivs = ivs[:0]
+			for j := 0; j < 1+rng.IntN(30); j++ {
+				ivs = append(ivs, Interval{From: from, To: from.Add(step)})
+				from = from.Add(step)
+			}
+		}
+		got, err := db.aggregate(ctx, tx, typ, ivs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, iv := range ivs {
+			eff := iv
+			if got[i].Effective != nil {
+				eff = *got[i].Effective
+				adjusted++
+			}
+			want, err := naiveAggregateSQL(ctx, tx, typ, []Interval{eff}, shadow)
+			if err != nil {
+				t.Fatal(err)
+			}
+			g := got[i]
+			g.Effective = nil
+			if !reflect.DeepEqual(g, want[0]) {
+				t.Fatalf("[%s, %s) (effective [%s, %s)) type %q:\nrollups %+v\nshadow  %+v", iv.From, iv.To, eff.From, eff.To, typ, g, want[0])
+			}
+		}
+		return adjusted
+	}
+	for range 60 {
+		check()
+	}
+	// A partition for the third day, while everything runs: its rows move
+	// out of the default partition.
+	if n, err := db.EnsurePartitions(ctx, Day, day(-4), day(-4).Add(time.Hour)); err != nil || n != 1 {
+		t.Fatalf("creating the third day's partition: %d, %v", n, err)
+	}
+	for range 60 {
+		check()
+	}
+	// Now a worker with the raw retention takes over.
+	stopA()
+	po.RawRetention = retention
+	stopB := runWorker(db.NewRoller(RollupOptions{Interval: 20 * time.Millisecond, Chunk: 500, Partitions: po, MaintainEvery: 50 * time.Millisecond}))
+	defer stopB()
+	adjusted, checks := 0, 0
+	deadline := time.Now().Add(6 * time.Second)
+	for ; time.Now().Before(deadline) || checks < 150; checks++ {
+		adjusted += check()
+	}
+	ret, err := db.Retention(ctx)
+	if err != nil || ret.RawFrom == nil || !ret.RawFrom.Equal(floor) {
+		t.Fatalf("retention: %+v, %v; want raw events from %s", ret, err, floor)
+	}
+	if adjusted == 0 {
+		t.Errorf("no answer had an edge moved to the minute in %d checks", checks)
+	}
+	// Nothing below the horizon is written, by ingest or by anyone.
+	_, _, err = db.WriteEvents(ctx, "k", "", nil, []ingest.Event{{UserID: "u", EventType: "late", CreatedAt: floor.Add(-time.Hour)}})
+	if !errors.Is(err, ingest.ErrBeforeRetention) {
+		t.Errorf("ingest below the horizon: %v, want ErrBeforeRetention", err)
+	}
+	if _, err := db.pool.Exec(ctx, `INSERT INTO events (user_id, event_type, created_at) VALUES ('u', 'late', $1)`, floor.Add(-time.Hour)); !isCode(err, "23514") {
+		t.Errorf("insert below the horizon: %v, want a check violation", err)
+	}
+	var partitions, dropped int
+	if err := db.pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE c.relname < 'events_p'||to_char($1::timestamptz AT TIME ZONE 'UTC', 'YYYYMMDD'))
+		FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'events'::regclass AND c.relname LIKE 'events_p%'`, floor).Scan(&partitions, &dropped); err != nil || dropped != 0 {
+		t.Fatalf("%d partitions older than the horizon left (%v)", dropped, err)
+	}
+	t.Logf("%d checks after the drop, %d with an edge moved to the minute; %d partitions left", checks, adjusted, partitions)
 }

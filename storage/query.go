@@ -8,6 +8,7 @@ import (
 
 	"github.com/RoaringBitmap/roaring/v2"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/liveanalytics/analyticsd/summary"
 )
@@ -37,7 +38,7 @@ func (db *DB) Aggregate(ctx context.Context, eventType string, ivs []Interval) (
 		return nil, err
 	}
 	// On a replica too: a standby gives repeatable-read snapshots.
-	tx, err := db.read.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	tx, err := db.beginRead(ctx, db.read)
 	if err != nil {
 		return nil, fmt.Errorf("storage: summary: %w", err)
 	}
@@ -63,16 +64,22 @@ const (
 )
 
 func naiveAggregate(ctx context.Context, q pgx.Tx, eventType string, ivs []Interval) ([]summary.Summary, error) {
+	return naiveAggregateSQL(ctx, q, eventType, ivs, func(sql string) string { return sql })
+}
+
+// naiveAggregateSQL is naiveAggregate with its queries passed through sql
+// (tests read a shadow table with it).
+func naiveAggregateSQL(ctx context.Context, q pgx.Tx, eventType string, ivs []Interval, sql func(string) string) ([]summary.Summary, error) {
 	out := make([]summary.Summary, len(ivs))
 	for i, iv := range ivs {
 		s := &out[i]
-		if err := q.QueryRow(ctx, naiveCountSQL, iv.From, iv.To, eventType).Scan(&s.TotalEvents); err != nil {
+		if err := q.QueryRow(ctx, sql(naiveCountSQL), iv.From, iv.To, eventType).Scan(&s.TotalEvents); err != nil {
 			return nil, err
 		}
-		if err := q.QueryRow(ctx, naiveUniqueSQL, iv.From, iv.To, eventType).Scan(&s.UniqueUsers); err != nil {
+		if err := q.QueryRow(ctx, sql(naiveUniqueSQL), iv.From, iv.To, eventType).Scan(&s.UniqueUsers); err != nil {
 			return nil, err
 		}
-		rows, err := q.Query(ctx, naiveByTypeSQL, iv.From, iv.To, eventType)
+		rows, err := q.Query(ctx, sql(naiveByTypeSQL), iv.From, iv.To, eventType)
 		if err != nil {
 			return nil, err
 		}
@@ -470,17 +477,25 @@ func (db *DB) dictIDs(ctx context.Context, tx pgx.Tx, users []map[string]struct{
 	return ids, nil
 }
 
+// beginRead starts a summary's read-only repeatable-read transaction.
+// After migration 005 it locks events in the same round trip, before the
+// transaction has a snapshot (a batch would not do: parsing its first
+// query takes the snapshot): dropping a partition waits for this reader,
+// so the horizon the reader sees matches the partitions it will scan.
+func (db *DB) beginRead(ctx context.Context, pool *pgxpool.Pool) (pgx.Tx, error) {
+	o := pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
+	if db.retentionReady.Load() {
+		o.BeginQuery = `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; LOCK TABLE events IN ACCESS SHARE MODE`
+	}
+	return pool.BeginTx(ctx, o)
+}
+
 // loadFreshness reads which minutes and buckets around [lo, hi) are not
-// current, and, after migration 005, the raw horizon. It locks events
-// first, before the snapshot: dropping a partition waits for this reader,
-// so the horizon it reads matches the partitions it will scan.
+// current, and, after migration 005, the raw horizon (see beginRead).
 func (db *DB) loadFreshness(ctx context.Context, tx pgx.Tx, lo, hi time.Time) (*freshness, error) {
 	f := &freshness{pending: map[bucketKey]bool{}}
 	batch := &pgx.Batch{}
 	retention := db.retentionReady.Load()
-	if retention {
-		batch.Queue(`LOCK TABLE events IN ACCESS SHARE MODE`)
-	}
 	batch.Queue(dirtySQL, lo, hi).Query(func(rows pgx.Rows) error {
 		var m time.Time
 		_, err := pgx.ForEachRow(rows, []any{&m}, func() error {

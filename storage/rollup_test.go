@@ -51,7 +51,7 @@ func insertRandom(t testing.TB, db *DB, rng *rand.Rand, n int, at func() time.Ti
 func compare(t *testing.T, db *DB, eventType string, ivs []Interval) (planned int) {
 	t.Helper()
 	ctx := context.Background()
-	tx, err := db.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	tx, err := db.beginRead(ctx, db.pool)
 	if err != nil {
 		t.Fatal(err)
 	}
