@@ -75,6 +75,9 @@ type SeedOptions struct {
 	// ANALYZE has run: no statistics, no visibility map (benchmarks of a
 	// planner without statistics).
 	NoAnalyze bool
+	// Partitions is the grain of the partitions of events the history
+	// needs, created before loading it [Month].
+	Partitions Grain
 }
 
 // SeedStats report a load.
@@ -182,6 +185,11 @@ func (db *DB) Seed(ctx context.Context, o SeedOptions) (SeedStats, error) {
 		perHour[i], prev = next-prev, next
 	}
 
+	// The history's partitions first: rows no partition covers would all
+	// land in the default partition, to be moved out again later.
+	if _, err := db.EnsurePartitions(ctx, o.Partitions, first, o.End.Add(time.Minute)); err != nil {
+		return SeedStats{}, fmt.Errorf("storage: seed: %w", err)
+	}
 	var done atomic.Int64
 	stopProgress := db.progress(o.Progress, &done, o.Events, start)
 	g, gctx := errgroup.WithContext(ctx)

@@ -36,6 +36,17 @@ func (o PartitionOptions) withDefaults() PartitionOptions {
 	return o
 }
 
+// ParsePartitionGrain reads PARTITION_INTERVAL: "month" or "day".
+func ParsePartitionGrain(s string) (Grain, error) {
+	switch s {
+	case "month":
+		return Month, nil
+	case "day":
+		return Day, nil
+	}
+	return 0, fmt.Errorf("storage: partition interval %q: use month or day", s)
+}
+
 // Partition is one partition of events. From nil means MINVALUE (a table
 // that was attached whole), To nil is the default partition.
 type Partition struct {

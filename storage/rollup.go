@@ -26,7 +26,7 @@ const (
 // brackets.
 type RollupOptions struct {
 	Interval time.Duration // [1s] pause between runs when there is nothing left to do
-	Chunk    int           // [1440] dirty-minute marks taken per transaction
+	Chunk    int           // [1440] dirty-minute marks taken by the first transaction; later ones adapt (see adapt)
 	Logger   *slog.Logger
 	Metrics  *RollupMetrics
 	Now      func() time.Time // [time.Now] decides which buckets have closed
@@ -91,6 +91,7 @@ type Roller struct {
 	o  RollupOptions
 
 	// Owned by the goroutine that runs the worker.
+	chunk      int        // marks the next step takes
 	maintained time.Time  // last maintain
 	rawFrom    *time.Time // raw events before it are dropped: never recompute those minutes
 }
@@ -116,7 +117,7 @@ func (db *DB) NewRoller(o RollupOptions) *Roller {
 		o.MaintainEvery = time.Minute
 	}
 	o.Partitions = o.Partitions.withDefaults()
-	return &Roller{db: db, o: o}
+	return &Roller{db: db, o: o, chunk: o.Chunk}
 }
 
 // stepTimeout bounds one worker step (one chunk of minutes and the
@@ -292,8 +293,8 @@ func (r *Roller) step(ctx context.Context, conn *pgx.Conn) (busy bool, err error
 		}
 	}()
 	for attempt := 0; ; attempt++ {
-		var marks int
-		marks, err = r.rollMinutes(ctx, conn)
+		var marks, events int
+		marks, events, err = r.rollMinutes(ctx, conn)
 		if err == nil {
 			err = r.rollParents(ctx, conn)
 		}
@@ -303,7 +304,10 @@ func (r *Roller) step(ctx context.Context, conn *pgx.Conn) (busy bool, err error
 		if err != nil {
 			return false, fmt.Errorf("storage: rollup: %w", err)
 		}
-		busy = marks >= r.o.Chunk
+		busy = marks >= r.chunk
+		if busy {
+			r.adapt(events)
+		}
 		break
 	}
 	var n int64
@@ -313,6 +317,24 @@ func (r *Roller) step(ctx context.Context, conn *pgx.Conn) (busy bool, err error
 		r.o.Metrics.lag.Set(lag)
 	}
 	return busy, nil
+}
+
+// stepEvents is about how many events one step of the worker reads: a
+// dense history's minutes hold a few hundred events each, a sparse one's
+// one or two, so a fixed count of minutes per step made a sparse year
+// cost as many steps (each with its fixed costs) as a dense one.
+const (
+	stepEvents = 300_000
+	maxChunk   = 1 << 17 // 91 days of minutes
+)
+
+// adapt sizes the next chunk of marks so that it holds about stepEvents
+// events, judging by the last one (at most 8 times larger or 4 times
+// smaller at once, never below the configured chunk).
+func (r *Roller) adapt(events int) {
+	f := float64(stepEvents) / float64(max(events, 1))
+	f = min(max(f, 0.25), 8)
+	r.chunk = min(max(int(float64(r.chunk)*f), r.o.Chunk), maxChunk)
 }
 
 func isSerializationFailure(err error) bool {
@@ -374,24 +396,23 @@ const (
 
 // rollMinutes recomputes one chunk of dirty minutes and marks their
 // quarter-hours, hours, days and months pending. It returns how many marks it took.
-func (r *Roller) rollMinutes(ctx context.Context, conn *pgx.Conn) (int, error) {
+func (r *Roller) rollMinutes(ctx context.Context, conn *pgx.Conn) (marks, events int, err error) {
 	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // after Commit it is a no-op
-	rows, err := tx.Query(ctx, takeDirtySQL, r.o.Chunk)
+	rows, err := tx.Query(ctx, takeDirtySQL, r.chunk)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	seen := map[time.Time]bool{}
-	marks := 0
 	var minutes []time.Time
 	for rows.Next() {
 		var m time.Time
 		if err := rows.Scan(&m); err != nil {
 			rows.Close()
-			return 0, err
+			return 0, 0, err
 		}
 		marks++
 		m = m.UTC()
@@ -404,14 +425,14 @@ func (r *Roller) rollMinutes(ctx context.Context, conn *pgx.Conn) (int, error) {
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if len(minutes) == 0 {
-		return 0, tx.Commit(ctx)
+		return marks, 0, tx.Commit(ctx)
 	}
 	sort.Slice(minutes, func(i, j int) bool { return minutes[i].Before(minutes[j]) })
 	if _, err := tx.Exec(ctx, dictSQL, minutes); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	aggs := make([]*bucketAgg, len(minutes))
 	for i := range aggs {
@@ -419,7 +440,7 @@ func (r *Roller) rollMinutes(ctx context.Context, conn *pgx.Conn) (int, error) {
 	}
 	rows, err = tx.Query(ctx, minuteEventsSQL, minutes)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	var (
 		i   int64
@@ -428,6 +449,7 @@ func (r *Roller) rollMinutes(ctx context.Context, conn *pgx.Conn) (int, error) {
 	)
 	_, err = pgx.ForEachRow(rows, []any{&i, &typ, &id}, func() error {
 		a := aggs[i-1]
+		events++
 		a.events++
 		a.users.Add(uint32(id))
 		t := a.typ(typ)
@@ -436,20 +458,20 @@ func (r *Roller) rollMinutes(ctx context.Context, conn *pgx.Conn) (int, error) {
 		return nil
 	})
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if err := writeBuckets(ctx, tx, Minute, minutes, aggs); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	// Every ancestor is marked at once, not only the hour: a reader must
 	// not use a day whose hour is about to change.
 	for g := Quarter; g <= Month; g++ {
 		if err := markPending(ctx, tx, g, minutes); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 	}
 	r.o.Metrics.buckets.WithLabelValues(Minute.String()).Add(float64(len(minutes)))
-	return marks, tx.Commit(ctx)
+	return marks, events, tx.Commit(ctx)
 }
 
 // markPending marks the grain-g parents of the children starts.
@@ -554,6 +576,16 @@ func (r *Roller) rollParents(ctx context.Context, conn *pgx.Conn) error {
 	}
 	now := r.o.Now()
 	for g := Quarter; g <= Month; g++ {
+		// The grain-g buckets with a pending child (minutes are never
+		// pending: dirty minutes are handled by readers).
+		waiting := map[int64]bool{}
+		if g-1 > Minute {
+			for k := range pending {
+				if k.Grain == g-1 {
+					waiting[g.Trunc(k.time()).UnixMicro()] = true
+				}
+			}
+		}
 		var todo []time.Time
 		for k := range pending {
 			if k.Grain != g {
@@ -561,7 +593,7 @@ func (r *Roller) rollParents(ctx context.Context, conn *pgx.Conn) error {
 			}
 			start := k.time()
 			end := g.Next(start)
-			if end.After(now) || hasPendingChild(pending, g-1, start, end) {
+			if end.After(now) || waiting[k.Start] {
 				continue
 			}
 			todo = append(todo, start)
@@ -594,18 +626,6 @@ func (r *Roller) rollParents(ctx context.Context, conn *pgx.Conn) error {
 		r.o.Metrics.buckets.WithLabelValues(g.String()).Add(float64(len(todo)))
 	}
 	return tx.Commit(ctx)
-}
-
-func hasPendingChild(pending map[bucketKey]bool, child Grain, start, end time.Time) bool {
-	if child == Minute {
-		return false // minutes are never pending; dirty minutes are handled by readers
-	}
-	for k := range pending {
-		if k.Grain == child && k.Start >= start.UnixMicro() && k.Start < end.UnixMicro() {
-			return true
-		}
-	}
-	return false
 }
 
 // The children of each parent, one index range per parent (see rawSQL on

@@ -155,9 +155,10 @@ func newStack(cfg Config, db *storage.DB, events ingest.Writer, rdb redis.Client
 // events go through demo (the ingest path, counted as source "demo").
 func startBackground(ctx context.Context, cfg Config, db *storage.DB, demo ingest.Writer, reg prometheus.Registerer, log *slog.Logger, bg *sync.WaitGroup) error {
 	roller := db.NewRoller(storage.RollupOptions{
-		Interval: cfg.RollupInterval,
-		Logger:   log,
-		Metrics:  storage.NewRollupMetrics(reg),
+		Interval:   cfg.RollupInterval,
+		Partitions: cfg.partitionOptions(),
+		Logger:     log,
+		Metrics:    storage.NewRollupMetrics(reg),
 	})
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "analytics_rollup_bitmap_cache_bytes",
