@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // events is partitioned by range of created_at (migration 005). The rollup
@@ -339,4 +340,90 @@ func (db *DB) Retention(ctx context.Context) (Retention, error) {
 		return Retention{}, fmt.Errorf("storage: retention: %w", err)
 	}
 	return r, nil
+}
+
+// Footprint is what the database holds and since when.
+type Footprint struct {
+	Partitions   int        // partitions of events, the default one included
+	RawBytes     int64      // events on disk, indexes included
+	RollupBytes  int64      // rollup tables and the user dictionary
+	OldestRaw    *time.Time // the oldest event (nil: none)
+	OldestRollup *time.Time // the oldest minute bucket (nil: none)
+	Retention    Retention  // what retention has removed so far
+}
+
+// Footprint measures the events and the rollups: a few catalog reads and
+// two index lookups.
+func (db *DB) Footprint(ctx context.Context) (Footprint, error) {
+	var f Footprint
+	parts, err := db.Partitions(ctx)
+	if err != nil {
+		return f, err
+	}
+	f.Partitions = len(parts)
+	if f.Retention, err = db.Retention(ctx); err != nil {
+		return f, err
+	}
+	err = db.pool.QueryRow(ctx, `SELECT
+			(SELECT sum(pg_total_relation_size(c.oid))::bigint FROM pg_class c
+				WHERE c.oid = 'events'::regclass OR c.oid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = 'events'::regclass)),
+			pg_total_relation_size('rollup_totals') + pg_total_relation_size('rollup_types') + pg_total_relation_size('user_dict'),
+			(SELECT min(created_at) FROM events),
+			(SELECT min(bucket) FROM rollup_totals WHERE grain = 0)`).Scan(&f.RawBytes, &f.RollupBytes, &f.OldestRaw, &f.OldestRollup)
+	if err != nil {
+		return f, fmt.Errorf("storage: footprint: %w", err)
+	}
+	return f, nil
+}
+
+// FootprintCollector exports Footprint at every scrape.
+type FootprintCollector struct {
+	db                                   *DB
+	partitions, rawBytes, rollupBytes    *prometheus.Desc
+	oldestRaw, oldestRollup, rawFrom, up *prometheus.Desc
+}
+
+// NewFootprintCollector returns the collector; register it once.
+func (db *DB) NewFootprintCollector() *FootprintCollector {
+	d := func(name, help string) *prometheus.Desc { return prometheus.NewDesc(name, help, nil, nil) }
+	return &FootprintCollector{db: db,
+		partitions:   d("analytics_events_partitions", "Partitions of the events table, the default one included."),
+		rawBytes:     d("analytics_events_bytes", "Bytes on disk of the raw events, indexes included."),
+		rollupBytes:  d("analytics_rollup_bytes", "Bytes on disk of the rollup tables and the user dictionary."),
+		oldestRaw:    d("analytics_events_oldest_timestamp_seconds", "created_at of the oldest raw event (0: none)."),
+		oldestRollup: d("analytics_rollup_oldest_timestamp_seconds", "Start of the oldest minute rollup (0: none)."),
+		rawFrom:      d("analytics_raw_retained_from_timestamp_seconds", "Raw events before this were dropped by RAW_RETENTION; older ranges come from the rollups (0: nothing dropped)."),
+		up:           d("analytics_footprint_up", "1 when the last scrape could measure the footprint."),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *FootprintCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.partitions, c.rawBytes, c.rollupBytes, c.oldestRaw, c.oldestRollup, c.rawFrom, c.up} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *FootprintCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	f, err := c.db.Footprint(ctx)
+	if err != nil {
+		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 0)
+		return
+	}
+	ts := func(t *time.Time) float64 {
+		if t == nil {
+			return 0
+		}
+		return float64(t.UnixMicro()) / 1e6
+	}
+	ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 1)
+	ch <- prometheus.MustNewConstMetric(c.partitions, prometheus.GaugeValue, float64(f.Partitions))
+	ch <- prometheus.MustNewConstMetric(c.rawBytes, prometheus.GaugeValue, float64(f.RawBytes))
+	ch <- prometheus.MustNewConstMetric(c.rollupBytes, prometheus.GaugeValue, float64(f.RollupBytes))
+	ch <- prometheus.MustNewConstMetric(c.oldestRaw, prometheus.GaugeValue, ts(f.OldestRaw))
+	ch <- prometheus.MustNewConstMetric(c.oldestRollup, prometheus.GaugeValue, ts(f.OldestRollup))
+	ch <- prometheus.MustNewConstMetric(c.rawFrom, prometheus.GaugeValue, ts(f.Retention.RawFrom))
 }

@@ -250,7 +250,7 @@ func benchNeverAnalyzed(ctx context.Context, w io.Writer, cfg Config, analyzed *
 	}
 	fmt.Fprintf(w, "never-analyzed copy: seeded %d events in %s (no VACUUM, no ANALYZE), rolled up in %s\n\n",
 		st.Events, st.Elapsed.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
-	fmt.Fprintln(w, "| range | rollups, cold, analyzed | rollups, cold, never analyzed | equal |")
+	fmt.Fprintln(w, "| range | rollups, cold, analyzed | rollups, cold, never analyzed | events (analyzed / never analyzed) |")
 	fmt.Fprintln(w, "|---|---:|---:|---|")
 	for _, c := range benchCases(time.Now().UTC().Truncate(time.Millisecond)) {
 		ivs := []storage.Interval{c.iv}
@@ -273,13 +273,9 @@ func benchNeverAnalyzed(ctx context.Context, w io.Writer, cfg Config, analyzed *
 		if err != nil {
 			return err
 		}
-		// The two data sets are the same rows, but each has its own
-		// last-second live minutes; the totals agree to the rows.
-		equal := "yes"
-		if !reflect.DeepEqual(a, n) {
-			equal = fmt.Sprintf("no: %d vs %d events", a[0].TotalEvents, n[0].TotalEvents)
-		}
-		fmt.Fprintf(w, "| %s | %s | %s | %s |\n", c.name, ms(ta), ms(tn), equal)
+		// The same generator and seed, but each data set ends when it was
+		// seeded, so their windows (and totals) differ a little.
+		fmt.Fprintf(w, "| %s | %s | %s | %d / %d |\n", c.name, ms(ta), ms(tn), a[0].TotalEvents, n[0].TotalEvents)
 	}
 	fmt.Fprintf(w, "\nmedians of %d cold runs each (empty in-process caches).\n\n", o.runs)
 	return nil

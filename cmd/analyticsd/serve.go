@@ -145,7 +145,12 @@ func newStack(cfg Config, db *storage.DB, events ingest.Writer, rdb redis.Client
 		Keys:      keys,
 		Postgres:  db.Ping,
 		Redis:     func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
-		Registry:  reg,
+		Storage: func(ctx context.Context) (api.StorageHealth, error) {
+			f, err := db.Footprint(ctx)
+			return api.StorageHealth{Partitions: f.Partitions, RawBytes: f.RawBytes, RollupBytes: f.RollupBytes,
+				OldestRaw: f.OldestRaw, OldestRollup: f.OldestRollup, RawRetainedFrom: f.Retention.RawFrom}, err
+		},
+		Registry: reg,
 	}, cfg.apiOptions(log, access))
 	return stack{service: svc, broker: broker, edge: edge}
 }
@@ -160,6 +165,7 @@ func startBackground(ctx context.Context, cfg Config, db *storage.DB, demo inges
 		Logger:     log,
 		Metrics:    storage.NewRollupMetrics(reg),
 	})
+	reg.MustRegister(db.NewFootprintCollector())
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "analytics_rollup_bitmap_cache_bytes",
 		Help: "Bytes of decoded rollup bitmaps cached in this instance (bounded by ROLLUP_CACHE_MB).",
