@@ -41,6 +41,10 @@ type benchOptions struct {
 	// neverAnalyzed also measures the cold summaries on a copy of the data
 	// that was never analyzed (a scratch schema, seeded the same way).
 	neverAnalyzed bool
+	// rawRetention, when set, then drops the partitions older than it and
+	// measures the summaries again, from the rollups alone where raw
+	// events are gone.
+	rawRetention time.Duration
 }
 
 // runBench seeds a dedicated database when its event count differs, rolls
@@ -62,6 +66,7 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 		fs.IntVar(&o.ingestRows, "ingest-rows", 1_000_000, "rows per COPY in the ingest cost measurement (0 skips it)")
 		fs.DurationVar(&o.lagDuration, "lag-duration", 30*time.Second, "length of the sustained insert stream that measures worker lag (0 skips it)")
 		fs.IntVar(&o.lagRate, "lag-rate", 5_000, "events per second of that stream")
+		fs.Var((*durationValue)(&o.rawRetention), "raw-retention", "after the measurements, drop the partitions of raw events older than this (e.g. 90d) and measure the summaries again (the database is reseeded on the next run)")
 		fs.BoolVar(&o.neverAnalyzed, "never-analyzed", false, "also seed the same events into a scratch schema without VACUUM or ANALYZE and compare cold summaries there with the analyzed database")
 	})
 	if err != nil {
@@ -117,6 +122,11 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 	if err := benchQueries(ctx, stdout, db, naive, o); err != nil {
 		return err
 	}
+	if o.rawRetention > 0 {
+		if err := benchRetention(ctx, stdout, db, o); err != nil {
+			return err
+		}
+	}
 	if o.neverAnalyzed {
 		if err := benchNeverAnalyzed(ctx, stdout, cfg, db, o); err != nil {
 			return err
@@ -148,6 +158,7 @@ func benchCases(now time.Time) []benchCase {
 		{"29 whole days (UTC midnights)", storage.Interval{From: today.Add(-29 * day), To: today}, ""},
 		{"odd edges (µs), 17 d", storage.Interval{From: ago(19*day + 3*time.Hour + 7*time.Minute + 12345678*time.Microsecond), To: ago(2*day + 5*time.Hour + 500123*time.Microsecond)}, ""},
 		{"30 d, event_type=click", storage.Interval{From: ago(30 * day), To: now}, "click"},
+		{"365 d, ending now", storage.Interval{From: ago(365 * day), To: now}, ""},
 	}
 }
 
@@ -221,6 +232,72 @@ func ms(d time.Duration) string {
 	default:
 		return strconv.FormatFloat(v, 'f', 2, 64) + " ms"
 	}
+}
+
+// benchRetention answers every case (rollups, cold), drops the raw
+// partitions older than o.rawRetention as the worker does, and answers
+// them again: the disk before and after, the times, and whether the
+// answers stayed the same (where an edge moved to the minute, the new
+// answer is for the adjusted range and says so). The next run reseeds.
+func benchRetention(ctx context.Context, w io.Writer, db *storage.DB, o benchOptions) error {
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	cases := benchCases(now)
+	before := make([][]summary.Summary, len(cases))
+	for i, c := range cases {
+		var err error
+		if before[i], err = db.Aggregate(ctx, c.eventType, []storage.Interval{c.iv}); err != nil {
+			return err
+		}
+	}
+	fb, err := db.Footprint(ctx)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := db.NewRoller(storage.RollupOptions{Partitions: storage.PartitionOptions{RawRetention: o.rawRetention}}).CatchUp(ctx); err != nil {
+		return err
+	}
+	dropped := time.Since(start)
+	fa, err := db.Footprint(ctx)
+	if err != nil {
+		return err
+	}
+	mib := func(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+	fmt.Fprintf(w, "raw retention %s: %d -> %d partitions in %s; raw events %s -> %s, rollups %s -> %s; raw events kept from %s\n\n",
+		o.rawRetention, fb.Partitions, fa.Partitions, dropped.Round(time.Millisecond), mib(fb.RawBytes), mib(fa.RawBytes),
+		mib(fb.RollupBytes), mib(fa.RollupBytes), fa.Retention.RawFrom)
+	fmt.Fprintln(w, "| range | rollups, cold, after the drop | rollups, warm | same answer as before the drop |")
+	fmt.Fprintln(w, "|---|---:|---:|---|")
+	for i, c := range cases {
+		ivs := []storage.Interval{c.iv}
+		var got []summary.Summary
+		cold, err := median(o.runs, func() error {
+			db.ResetCaches()
+			var err error
+			got, err = db.Aggregate(ctx, c.eventType, ivs)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		warm, err := median(o.runs, func() error {
+			_, err := db.Aggregate(ctx, c.eventType, ivs)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		same := "yes"
+		switch {
+		case got[0].Effective != nil:
+			same = fmt.Sprintf("edge moved to the minute: %d vs %d events", got[0].TotalEvents, before[i][0].TotalEvents)
+		case !reflect.DeepEqual(got, before[i]):
+			same = fmt.Sprintf("**NO**: %d vs %d events", got[0].TotalEvents, before[i][0].TotalEvents)
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s |\n", c.name, ms(cold), ms(warm), same)
+	}
+	fmt.Fprintln(w)
+	return nil
 }
 
 // benchNeverAnalyzed seeds the same events (same seed) into a scratch
