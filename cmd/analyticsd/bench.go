@@ -66,12 +66,14 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 		fs.IntVar(&o.ingestRows, "ingest-rows", 1_000_000, "rows per COPY in the ingest cost measurement (0 skips it)")
 		fs.DurationVar(&o.lagDuration, "lag-duration", 30*time.Second, "length of the sustained insert stream that measures worker lag (0 skips it)")
 		fs.IntVar(&o.lagRate, "lag-rate", 5_000, "events per second of that stream")
-		fs.Var((*durationValue)(&o.rawRetention), "raw-retention", "after the measurements, drop the partitions of raw events older than this (e.g. 90d) and measure the summaries again (the database is reseeded on the next run)")
 		fs.BoolVar(&o.neverAnalyzed, "never-analyzed", false, "also seed the same events into a scratch schema without VACUUM or ANALYZE and compare cold summaries there with the analyzed database")
 	})
 	if err != nil {
 		return helpOK(err)
 	}
+	// --raw-retention (RAW_RETENTION): after the measurements, drop the
+	// raw partitions older than it and measure again (the next run reseeds).
+	o.rawRetention = cfg.RawRetention
 	if o.runs < 1 || o.naiveRuns < 1 || o.events < 1 || o.days < 1 || o.users < 1 {
 		return fmt.Errorf("%w: --events, --days, --users, --runs and --naive-runs must be positive", errUsage)
 	}
