@@ -240,8 +240,10 @@ func TestRollupsAcrossPartitionsAndRetention(t *testing.T) {
 
 	// The raw retention will drop the days before day(-2): writers stay
 	// above it, in events and the shadow alike.
-	const retention = 2*24*time.Hour + time.Hour
 	floor := day(-2)
+	// The cutoff falls at noon of floor's day, whatever the time of day
+	// now: every partition before floor goes, floor's stays.
+	retention := now.Sub(floor.Add(12 * time.Hour))
 	wctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	t.Cleanup(func() { stop(); wg.Wait() })
