@@ -190,6 +190,38 @@ func ensurePartitions(ctx context.Context, conn *pgx.Conn, g Grain, from, to tim
 	return created, err
 }
 
+// adoptDefault gives the default partition's rows before `before` (a
+// backfill of old months through ingest) partitions of their own, month by
+// month (at most 24 a call), so that retention can drop them later.
+func adoptDefault(ctx context.Context, conn *pgx.Conn, g Grain, before time.Time) (int, error) {
+	if g != Day {
+		g = Month
+	}
+	var kind string
+	if err := conn.QueryRow(ctx, `SELECT relkind::text FROM pg_class WHERE oid = 'events'::regclass`).Scan(&kind); err != nil || kind != "p" {
+		return 0, err
+	}
+	created := 0
+	cursor := time.Time{}
+	for range 24 {
+		var m *time.Time
+		if err := conn.QueryRow(ctx, `SELECT min(created_at) FROM events_default WHERE created_at >= $1 AND created_at < $2`,
+			cursor, before).Scan(&m); err != nil {
+			return created, err
+		}
+		if m == nil || m.Year() < 1000 {
+			return created, nil // nothing left (ancient timestamps stay in the default partition)
+		}
+		n, err := ensurePartitions(ctx, conn, g, *m, m.Add(time.Microsecond))
+		if err != nil {
+			return created, err
+		}
+		created += n
+		cursor = g.Next(g.Trunc(*m))
+	}
+	return created, nil
+}
+
 // createPartition makes [lo, hi) a partition: a table with a CHECK of its
 // range (so that ATTACH does not scan it), the default partition's rows of
 // that range moved into it (deleted from the partition directly, so the

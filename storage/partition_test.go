@@ -191,8 +191,8 @@ func TestMigrateToPartitionsWhileServing(t *testing.T) {
 
 // TestRollupsAcrossPartitionsAndRetention is the property test across a
 // partition boundary and the retention boundary. Daily partitions (one
-// day's rows left in the default partition); while the worker runs, a
-// partition is created (taking its rows from the default partition), then a
+// day's rows left in the default partition, which the worker gives a
+// partition of its own, moving them), then, while the worker runs, a
 // worker with a raw retention drops the oldest partitions; late and live
 // events, deletes and updates keep coming above the horizon. Every answer,
 // taken in one snapshot, equals plain SQL over a shadow copy of the events
@@ -331,10 +331,23 @@ func TestRollupsAcrossPartitionsAndRetention(t *testing.T) {
 	for range 60 {
 		check()
 	}
-	// A partition for the third day, while everything runs: its rows move
-	// out of the default partition.
-	if n, err := db.EnsurePartitions(ctx, Day, day(-4), day(-4).Add(time.Hour)); err != nil || n != 1 {
-		t.Fatalf("creating the third day's partition: %d, %v", n, err)
+	// The worker (its first maintenance) gave the third day a partition:
+	// its rows moved out of the default partition.
+	name := "events_p" + day(-4).Format("20060102")
+	for wait := time.Now().Add(20 * time.Second); ; {
+		var exists bool
+		var left int
+		if err := db.pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL, (SELECT count(*) FROM events_default WHERE created_at < $2)`,
+			name, day(1)).Scan(&exists, &left); err != nil {
+			t.Fatal(err)
+		}
+		if exists && left == 0 {
+			break
+		}
+		if time.Now().After(wait) {
+			t.Fatalf("the worker did not give the third day its partition (%s: %v; %d rows left in the default partition)", name, exists, left)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	for range 60 {
 		check()
@@ -370,4 +383,54 @@ func TestRollupsAcrossPartitionsAndRetention(t *testing.T) {
 		t.Fatalf("%d partitions older than the horizon left (%v)", dropped, err)
 	}
 	t.Logf("%d checks after the drop, %d with an edge moved to the minute; %d partitions left", checks, adjusted, partitions)
+}
+
+// TestRollupRetentionDeletesOldBuckets: ROLLUP_RETENTION deletes the
+// buckets of every grain that end before it, keeps the rest, and records
+// where the rollups start.
+func TestRollupRetentionDeletesOldBuckets(t *testing.T) {
+	t.Parallel()
+	db := openTestDB(t)
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(21, 21))
+	now := time.Now().UTC()
+	first := now.AddDate(0, -3, 0)
+	width := int64(now.Sub(first))
+	insertRandom(t, db, rng, 5_000, func() time.Time { return first.Add(time.Duration(rng.Int64N(width))) })
+	if err := db.NewRoller(RollupOptions{}).CatchUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const keep = 40 * 24 * time.Hour
+	if err := db.NewRoller(RollupOptions{Partitions: PartitionOptions{RawRetention: keep, RollupRetention: keep}}).CatchUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ret, err := db.Retention(ctx)
+	if err != nil || ret.RollupsFrom == nil || ret.RawFrom == nil {
+		t.Fatalf("retention %+v, %v", ret, err)
+	}
+	cutoff := *ret.RollupsFrom
+	if d := now.Add(-keep).Sub(cutoff); d < 0 || d > 2*time.Minute {
+		t.Fatalf("rollups kept from %s, want about %s", cutoff, now.Add(-keep))
+	}
+	for g := Minute; g <= Month; g++ {
+		var old, kept int
+		if err := db.pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE bucket < $2), count(*) FILTER (WHERE bucket >= $3)
+			FROM rollup_totals WHERE grain = $1`, int16(g), g.Trunc(cutoff), cutoff).Scan(&old, &kept); err != nil {
+			t.Fatal(err)
+		}
+		if old != 0 || (g <= Day && kept == 0) {
+			t.Fatalf("%s buckets: %d before the retention left, %d after it kept", g, old, kept)
+		}
+	}
+	// What is kept still answers exactly.
+	iv := Interval{From: cutoff.Add(24 * time.Hour), To: now}
+	got, err := db.Aggregate(ctx, "", []Interval{iv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	naive := &DB{pool: db.pool, read: db.pool, naive: true}
+	want, err := naive.Aggregate(ctx, "", []Interval{iv})
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("kept range: %+v, plain SQL %+v (%v)", got, want, err)
+	}
 }

@@ -255,6 +255,11 @@ func (r *Roller) maintain(ctx context.Context, conn *pgx.Conn) error {
 	if err != nil {
 		return fmt.Errorf("storage: partitions: %w", err)
 	}
+	m, err := adoptDefault(ctx, conn, o.Grain, o.Grain.Trunc(now))
+	if err != nil {
+		return fmt.Errorf("storage: partitions: %w", err)
+	}
+	n += m
 	if n > 0 {
 		r.o.Logger.Info("created partitions of events", "partitions", n)
 	}
