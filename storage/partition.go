@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -46,6 +47,28 @@ func ParsePartitionGrain(s string) (Grain, error) {
 		return Day, nil
 	}
 	return 0, fmt.Errorf("storage: partition interval %q: use month or day", s)
+}
+
+// ahead is the range the partitions must cover at now: the current one
+// and Ahead more.
+func (o PartitionOptions) ahead(now time.Time) (from, to time.Time) {
+	to = now
+	for range o.Ahead + 1 {
+		to = o.Grain.Next(o.Grain.Trunc(to))
+	}
+	return now, to
+}
+
+// EnsureCurrentPartitions creates the current partition and the ones
+// ahead, as the worker does every minute. The server calls it once before
+// it serves: creating a partition locks the default one, which every
+// summary reads, so it is better done before the first request than
+// during.
+func (db *DB) EnsureCurrentPartitions(ctx context.Context, o PartitionOptions) error {
+	o = o.withDefaults()
+	from, to := o.ahead(time.Now())
+	_, err := db.EnsurePartitions(ctx, o.Grain, from, to)
+	return err
 }
 
 // Partition is one partition of events. From nil means MINVALUE (a table
@@ -408,14 +431,17 @@ func (db *DB) Footprint(ctx context.Context) (Footprint, error) {
 	return f, nil
 }
 
-// FootprintCollector exports Footprint at every scrape.
+// FootprintCollector exports the last Footprint that Run measured: a
+// scrape does no database work (it used to, and a slow catalog read made
+// /metrics slow for everyone polling it).
 type FootprintCollector struct {
 	db                                   *DB
+	last                                 atomic.Pointer[Footprint]
 	partitions, rawBytes, rollupBytes    *prometheus.Desc
 	oldestRaw, oldestRollup, rawFrom, up *prometheus.Desc
 }
 
-// NewFootprintCollector returns the collector; register it once.
+// NewFootprintCollector returns the collector; register it once and Run it.
 func (db *DB) NewFootprintCollector() *FootprintCollector {
 	d := func(name, help string) *prometheus.Desc { return prometheus.NewDesc(name, help, nil, nil) }
 	return &FootprintCollector{db: db,
@@ -425,7 +451,28 @@ func (db *DB) NewFootprintCollector() *FootprintCollector {
 		oldestRaw:    d("analytics_events_oldest_timestamp_seconds", "created_at of the oldest raw event (0: none)."),
 		oldestRollup: d("analytics_rollup_oldest_timestamp_seconds", "Start of the oldest minute rollup (0: none)."),
 		rawFrom:      d("analytics_raw_retained_from_timestamp_seconds", "Raw events before this were dropped by RAW_RETENTION; older ranges come from the rollups (0: nothing dropped)."),
-		up:           d("analytics_footprint_up", "1 when the last scrape could measure the footprint."),
+		up:           d("analytics_footprint_up", "1 when the last measurement of the footprint succeeded (every 30 s)."),
+	}
+}
+
+// Run measures the footprint now and every interval until ctx ends.
+func (c *FootprintCollector) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		mctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		f, err := c.db.Footprint(mctx)
+		cancel()
+		if err != nil {
+			c.last.Store(nil)
+		} else {
+			c.last.Store(&f)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 	}
 }
 
@@ -438,10 +485,8 @@ func (c *FootprintCollector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (c *FootprintCollector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	f, err := c.db.Footprint(ctx)
-	if err != nil {
+	f := c.last.Load()
+	if f == nil {
 		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 0)
 		return
 	}

@@ -247,11 +247,8 @@ func (r *Roller) maintain(ctx context.Context, conn *pgx.Conn) error {
 	r.maintained = time.Now()
 	o := r.o.Partitions
 	now := r.o.Now()
-	to := now
-	for range o.Ahead + 1 {
-		to = o.Grain.Next(o.Grain.Trunc(to))
-	}
-	n, err := ensurePartitions(ctx, conn, o.Grain, now, to)
+	from, to := o.ahead(now)
+	n, err := ensurePartitions(ctx, conn, o.Grain, from, to)
 	if err != nil {
 		return fmt.Errorf("storage: partitions: %w", err)
 	}

@@ -37,12 +37,20 @@ func TestHealthAndMetricsReportStorage(t *testing.T) {
 	if h.Storage.RawBytes <= 0 || h.Storage.RollupBytes <= 0 || h.Storage.RawRetainedFrom != nil {
 		t.Fatalf("health storage: %+v", *h.Storage)
 	}
-	resp, err := http.Get(s.base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
+	// Measured in the background (at start, then every 30 s).
+	var body []byte
+	for wait := time.Now().Add(20 * time.Second); !strings.Contains(string(body), "\nanalytics_footprint_up 1"); {
+		if time.Now().After(wait) {
+			t.Fatalf("the footprint was never measured:\n%s", body)
+		}
+		resp, err := http.Get(s.base + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		time.Sleep(20 * time.Millisecond)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
 	for _, m := range []string{"analytics_events_partitions 4", "analytics_events_bytes ", "analytics_rollup_bytes ",
 		"analytics_events_oldest_timestamp_seconds ", "analytics_rollup_oldest_timestamp_seconds ",
 		"analytics_raw_retained_from_timestamp_seconds 0", "analytics_footprint_up 1"} {

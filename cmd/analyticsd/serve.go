@@ -57,6 +57,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err := prepareSchema(ctx, db, cfg.NoMigrate, log); err != nil {
 		return err
 	}
+	if err := db.EnsureCurrentPartitions(ctx, cfg.partitionOptions()); err != nil {
+		return err
+	}
 	rdb, err := newRedis(cfg)
 	if err != nil {
 		return err
@@ -165,7 +168,13 @@ func startBackground(ctx context.Context, cfg Config, db *storage.DB, demo inges
 		Logger:     log,
 		Metrics:    storage.NewRollupMetrics(reg),
 	})
-	reg.MustRegister(db.NewFootprintCollector())
+	footprint := db.NewFootprintCollector()
+	reg.MustRegister(footprint)
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		footprint.Run(ctx, 30*time.Second)
+	}()
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "analytics_rollup_bitmap_cache_bytes",
 		Help: "Bytes of decoded rollup bitmaps cached in this instance (bounded by ROLLUP_CACHE_MB).",
