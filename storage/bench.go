@@ -49,11 +49,13 @@ func (db *DB) SetRollupTrigger(ctx context.Context, enabled bool) error {
 }
 
 // Sizes returns the bytes on disk, indexes and TOAST included, of the
-// rollup tables with the user dictionary, and of the events table.
+// rollup tables with the user dictionary, and of the events table (all
+// its partitions).
 func (db *DB) Sizes(ctx context.Context) (rollups, events int64, err error) {
 	err = db.pool.QueryRow(ctx, `SELECT
 		pg_total_relation_size('rollup_totals') + pg_total_relation_size('rollup_types') + pg_total_relation_size('user_dict'),
-		pg_total_relation_size('events')`).Scan(&rollups, &events)
+		(SELECT sum(pg_total_relation_size(c.oid))::bigint FROM pg_class c
+			WHERE c.oid = 'events'::regclass OR c.oid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = 'events'::regclass))`).Scan(&rollups, &events)
 	if err != nil {
 		return 0, 0, fmt.Errorf("storage: sizes: %w", err)
 	}

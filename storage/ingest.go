@@ -24,6 +24,9 @@ const IdempotencyTTL = 24 * time.Hour
 // replayed set, or ingest.ErrKeyReused when that batch had another body. A
 // retry racing the first attempt waits for it on the key's row.
 func (db *DB) WriteEvents(ctx context.Context, keyID, idemKey string, bodyHash []byte, events []ingest.Event) (accepted int, replayed bool, err error) {
+	if err := db.checkRetention(ctx); err != nil {
+		return 0, false, err
+	}
 	tx, err := db.pool.Begin(ctx)
 	if err != nil {
 		return 0, false, fmt.Errorf("storage: ingest: %w", err)
@@ -47,7 +50,13 @@ func (db *DB) WriteEvents(ctx context.Context, keyID, idemKey string, bodyHash [
 			return accepted, true, nil
 		}
 	}
+	if err := db.checkRawRetention(ctx, tx, events); err != nil {
+		return 0, false, err
+	}
 	if _, err := copyEvents(ctx, tx, eventRows(events)); err != nil {
+		if isCode(err, "23514") { // check_violation: the default partition's guard, the horizon moved meanwhile
+			return 0, false, fmt.Errorf("%w: an event is older than the raw events kept", ingest.ErrBeforeRetention)
+		}
 		return 0, false, fmt.Errorf("storage: ingest: %w", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -55,6 +64,30 @@ func (db *DB) WriteEvents(ctx context.Context, keyID, idemKey string, bodyHash [
 	}
 	db.expireIdempotency(ctx)
 	return len(events), false, nil
+}
+
+// checkRawRetention refuses a batch with an event before the raw horizon
+// (its partition was dropped); the default partition's constraint would
+// refuse it too, with a less helpful message.
+func (db *DB) checkRawRetention(ctx context.Context, tx pgx.Tx, events []ingest.Event) error {
+	if !db.retentionReady.Load() || len(events) == 0 {
+		return nil
+	}
+	oldest := events[0].CreatedAt
+	for _, e := range events[1:] {
+		if e.CreatedAt.Before(oldest) {
+			oldest = e.CreatedAt
+		}
+	}
+	var rawFrom *time.Time
+	if err := tx.QueryRow(ctx, `SELECT raw_from FROM retention`).Scan(&rawFrom); err != nil {
+		return fmt.Errorf("storage: ingest: %w", err)
+	}
+	if rawFrom != nil && oldest.Before(*rawFrom) {
+		return fmt.Errorf("%w: created_at %s is before %s, where raw events are kept from (RAW_RETENTION)",
+			ingest.ErrBeforeRetention, oldest.UTC().Format(time.RFC3339Nano), rawFrom.UTC().Format(time.RFC3339))
+	}
+	return nil
 }
 
 // expireIdempotency forgets old keys, at most once a minute per instance.

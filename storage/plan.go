@@ -94,6 +94,7 @@ type plan struct {
 type freshness struct {
 	dirty   []int64 // sorted unix micros of dirty minutes
 	pending map[bucketKey]bool
+	rawFrom *time.Time // raw events before it are dropped (nil: none)
 }
 
 // usable reports whether bucket [b, end) of grain g is current.

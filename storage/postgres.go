@@ -53,6 +53,8 @@ type DB struct {
 	dict       *dictCache
 	naive      bool
 	lastExpiry atomic.Int64 // unix nanos of the last idempotency-key expiry
+	// retentionReady: migration 005 is applied (it only ever becomes true).
+	retentionReady atomic.Bool
 }
 
 // Open connects, creating the database first when asked and needed.

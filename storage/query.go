@@ -3,10 +3,12 @@ package storage
 import (
 	"context"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/RoaringBitmap/roaring/v2"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/liveanalytics/analyticsd/summary"
 )
@@ -32,8 +34,11 @@ func (db *DB) Aggregate(ctx context.Context, eventType string, ivs []Interval) (
 	if len(ivs) == 0 {
 		return nil, nil
 	}
+	if err := db.checkRetention(ctx); err != nil {
+		return nil, err
+	}
 	// On a replica too: a standby gives repeatable-read snapshots.
-	tx, err := db.read.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	tx, err := db.beginRead(ctx, db.read)
 	if err != nil {
 		return nil, fmt.Errorf("storage: summary: %w", err)
 	}
@@ -59,16 +64,22 @@ const (
 )
 
 func naiveAggregate(ctx context.Context, q pgx.Tx, eventType string, ivs []Interval) ([]summary.Summary, error) {
+	return naiveAggregateSQL(ctx, q, eventType, ivs, func(sql string) string { return sql })
+}
+
+// naiveAggregateSQL is naiveAggregate with its queries passed through sql
+// (tests read a shadow table with it).
+func naiveAggregateSQL(ctx context.Context, q pgx.Tx, eventType string, ivs []Interval, sql func(string) string) ([]summary.Summary, error) {
 	out := make([]summary.Summary, len(ivs))
 	for i, iv := range ivs {
 		s := &out[i]
-		if err := q.QueryRow(ctx, naiveCountSQL, iv.From, iv.To, eventType).Scan(&s.TotalEvents); err != nil {
+		if err := q.QueryRow(ctx, sql(naiveCountSQL), iv.From, iv.To, eventType).Scan(&s.TotalEvents); err != nil {
 			return nil, err
 		}
-		if err := q.QueryRow(ctx, naiveUniqueSQL, iv.From, iv.To, eventType).Scan(&s.UniqueUsers); err != nil {
+		if err := q.QueryRow(ctx, sql(naiveUniqueSQL), iv.From, iv.To, eventType).Scan(&s.UniqueUsers); err != nil {
 			return nil, err
 		}
-		rows, err := q.Query(ctx, naiveByTypeSQL, iv.From, iv.To, eventType)
+		rows, err := q.Query(ctx, sql(naiveByTypeSQL), iv.From, iv.To, eventType)
 		if err != nil {
 			return nil, err
 		}
@@ -90,6 +101,13 @@ const (
 		WHERE minute > $1::timestamptz - interval '1 minute' AND minute < $2 ORDER BY 1`
 	pendingSQL = `SELECT grain, bucket FROM rollup_pending
 		WHERE bucket > $1::timestamptz - interval '32 days' AND bucket < $2`
+	// Every query below that takes arrays reads one index range or key per
+	// element, by construction: a LATERAL subquery fenced with OFFSET 0 is
+	// not flattened into a join, so the planner cannot trade the per-element
+	// index scans for a hash join over a sequential scan, which it did on a
+	// table that had never been analyzed (190 ms instead of 2 ms for a cold
+	// 30-day summary on 2M rows). TestHotQueryPlansNeedNoStatistics holds it.
+	//
 	// The buckets' counts, and their user bitmaps unless the caller
 	// already holds the bucket's current version (known, 0 for none): a
 	// cold query gets everything in one pass over the buckets, a warm one
@@ -97,28 +115,34 @@ const (
 	totalsMetaSQL = `SELECT t.grain, t.bucket, t.version, t.events, t.type_names, t.type_counts,
 			CASE WHEN t.version = k.known THEN NULL ELSE t.users END
 		FROM unnest($1::int2[], $2::timestamptz[], $3::int8[]) k(grain, bucket, known)
-		JOIN rollup_totals t ON t.grain = k.grain AND t.bucket = k.bucket`
+		CROSS JOIN LATERAL (SELECT * FROM rollup_totals t
+			WHERE t.grain = k.grain AND t.bucket = k.bucket OFFSET 0) t`
 	typesMetaSQL = `SELECT t.grain, t.bucket, t.version, t.events,
 			CASE WHEN t.version = k.known THEN NULL ELSE t.users END
 		FROM unnest($1::int2[], $2::timestamptz[], $3::int8[]) k(grain, bucket, known)
-		JOIN rollup_types t ON t.event_type = $4 AND t.grain = k.grain AND t.bucket = k.bucket`
+		CROSS JOIN LATERAL (SELECT * FROM rollup_types t
+			WHERE t.event_type = $4 AND t.grain = k.grain AND t.bucket = k.bucket OFFSET 0) t`
 	// The bitmaps of buckets whose version was known but whose bitmap left
 	// the cache before it was read (rare: a full cache evicting).
 	totalsUsersSQL = `SELECT t.version, t.users, t.grain, t.bucket
 		FROM unnest($1::int2[], $2::timestamptz[]) k(grain, bucket)
-		JOIN rollup_totals t ON t.grain = k.grain AND t.bucket = k.bucket`
+		CROSS JOIN LATERAL (SELECT * FROM rollup_totals t
+			WHERE t.grain = k.grain AND t.bucket = k.bucket OFFSET 0) t`
 	typesUsersSQL = `SELECT t.version, t.users, t.grain, t.bucket
 		FROM unnest($1::int2[], $2::timestamptz[]) k(grain, bucket)
-		JOIN rollup_types t ON t.event_type = $3 AND t.grain = k.grain AND t.bucket = k.bucket`
-	// Raw rows of the uncovered intervals, an index-only scan. Their users
-	// are mapped to dictionary ids in Go (dictIDs): joining the dictionary
-	// here either hashes all of it or looks up every row (measured 7 ms for
-	// 50 rows, and 50 ms for 1,400 rows on a 2M-user dictionary).
+		CROSS JOIN LATERAL (SELECT * FROM rollup_types t
+			WHERE t.event_type = $3 AND t.grain = k.grain AND t.bucket = k.bucket OFFSET 0) t`
+	// Raw rows of the uncovered intervals, an index-only range scan per
+	// interval. Their users are mapped to dictionary ids in Go (dictIDs):
+	// joining the dictionary here either hashes all of it or looks up every
+	// row (measured 7 ms for 50 rows, and 50 ms for 1,400 rows on a
+	// 2M-user dictionary).
 	rawSQL = `SELECT r.i, e.event_type, e.user_id
 		FROM unnest($1::timestamptz[], $2::timestamptz[], $3::int4[]) r(lo, hi, i)
-		JOIN events e ON e.created_at >= r.lo AND e.created_at < r.hi
-		WHERE $4 = '' OR e.event_type = $4`
-	dictLookupSQL = `SELECT user_id, id FROM user_dict WHERE user_id = ANY($1::text[])`
+		CROSS JOIN LATERAL (SELECT event_type, user_id FROM events
+			WHERE created_at >= r.lo AND created_at < r.hi AND ($4 = '' OR event_type = $4) OFFSET 0) e`
+	dictLookupSQL = `SELECT d.user_id, d.id FROM unnest($1::text[]) u(name)
+		CROSS JOIN LATERAL (SELECT user_id, id FROM user_dict WHERE user_id = u.name OFFSET 0) d`
 )
 
 type bucketMeta struct {
@@ -134,11 +158,17 @@ type bucketMeta struct {
 func (db *DB) aggregate(ctx context.Context, tx pgx.Tx, eventType string, ivs []Interval) ([]summary.Summary, error) {
 	a := &aggregation{db: db, tx: tx, eventType: eventType, ivs: ivs}
 
-	// 1. What is not current: dirty minutes and pending parents.
+	// 1. What is not current: dirty minutes and pending parents; and
+	// where the raw events end (RAW_RETENTION): an edge inside the
+	// dropped range moves out to the minute, which the rollups know.
 	lo, hi := span(ivs)
-	f, err := loadFreshness(ctx, tx, lo, hi)
+	f, err := db.loadFreshness(ctx, tx, lo, hi)
 	if err != nil {
 		return nil, err
+	}
+	if f.rawFrom != nil {
+		a.ivs = adjustToRetention(ivs, *f.rawFrom)
+		a.adjusted = true
 	}
 
 	// 2. The plans, and the buckets and raw intervals they need.
@@ -164,7 +194,36 @@ func (db *DB) aggregate(ctx context.Context, tx pgx.Tx, eventType string, ivs []
 	}
 
 	// 6. Combine.
-	return a.combine(), nil
+	out := a.combine()
+	if a.adjusted {
+		for i := range out {
+			if a.ivs[i] != ivs[i] {
+				eff := a.ivs[i]
+				out[i].Effective = &eff
+			}
+		}
+	}
+	return out, nil
+}
+
+// adjustToRetention moves the edges that fall inside the dropped raw range
+// (before rawFrom) and are not on a minute out to the minute: From down,
+// To up (never past rawFrom, which is on a minute).
+func adjustToRetention(ivs []Interval, rawFrom time.Time) []Interval {
+	out := make([]Interval, len(ivs))
+	for i, iv := range ivs {
+		if iv.From.Before(rawFrom) {
+			iv.From = Minute.Trunc(iv.From)
+		}
+		if iv.To.Before(rawFrom) {
+			iv.To = Minute.ceil(iv.To)
+		}
+		if !iv.From.Before(iv.To) && ivs[i].From.Before(ivs[i].To) {
+			iv.To = Minute.Next(iv.From)
+		}
+		out[i] = iv
+	}
+	return out
 }
 
 // aggregation is the state of one aggregate call, filled in step by step.
@@ -173,6 +232,7 @@ type aggregation struct {
 	tx        pgx.Tx
 	eventType string
 	ivs       []Interval
+	adjusted  bool // ivs were moved to retention (see adjustToRetention)
 
 	// Step 2: a plan per interval; the distinct buckets they need, each
 	// at its position in index (grains, starts and metas line up); and
@@ -446,11 +506,25 @@ func (db *DB) dictIDs(ctx context.Context, tx pgx.Tx, users []map[string]struct{
 	return ids, nil
 }
 
+// beginRead starts a summary's read-only repeatable-read transaction.
+// After migration 005 it locks events in the same round trip, before the
+// transaction has a snapshot (a batch would not do: parsing its first
+// query takes the snapshot): dropping a partition waits for this reader,
+// so the horizon the reader sees matches the partitions it will scan.
+func (db *DB) beginRead(ctx context.Context, pool *pgxpool.Pool) (pgx.Tx, error) {
+	o := pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
+	if db.retentionReady.Load() {
+		o.BeginQuery = `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; LOCK TABLE events IN ACCESS SHARE MODE`
+	}
+	return pool.BeginTx(ctx, o)
+}
+
 // loadFreshness reads which minutes and buckets around [lo, hi) are not
-// current.
-func loadFreshness(ctx context.Context, tx pgx.Tx, lo, hi time.Time) (*freshness, error) {
+// current, and, after migration 005, the raw horizon (see beginRead).
+func (db *DB) loadFreshness(ctx context.Context, tx pgx.Tx, lo, hi time.Time) (*freshness, error) {
 	f := &freshness{pending: map[bucketKey]bool{}}
 	batch := &pgx.Batch{}
+	retention := db.retentionReady.Load()
 	batch.Queue(dirtySQL, lo, hi).Query(func(rows pgx.Rows) error {
 		var m time.Time
 		_, err := pgx.ForEachRow(rows, []any{&m}, func() error {
@@ -468,10 +542,37 @@ func loadFreshness(ctx context.Context, tx pgx.Tx, lo, hi time.Time) (*freshness
 		})
 		return err
 	})
+	if retention {
+		batch.Queue(`SELECT raw_from FROM retention`).QueryRow(func(row pgx.Row) error {
+			return row.Scan(&f.rawFrom)
+		})
+	}
 	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
 		return nil, err
 	}
+	if f.rawFrom != nil {
+		// A minute below the horizon has no raw rows left: its rollup is
+		// the answer (the worker never recomputes it).
+		cut := sort.Search(len(f.dirty), func(i int) bool { return f.dirty[i] >= f.rawFrom.UnixMicro() })
+		f.dirty = f.dirty[cut:]
+	}
 	return f, nil
+}
+
+// checkRetention notes once whether the schema has the retention table
+// (migration 005), outside any snapshot.
+func (db *DB) checkRetention(ctx context.Context) error {
+	if db.retentionReady.Load() {
+		return nil
+	}
+	var ok bool
+	if err := db.read.QueryRow(ctx, `SELECT to_regclass('retention') IS NOT NULL`).Scan(&ok); err != nil {
+		return fmt.Errorf("storage: summary: %w", err)
+	}
+	if ok {
+		db.retentionReady.Store(true)
+	}
+	return nil
 }
 
 // uniqueUsers is the cardinality of the union of the (shared, read-only)

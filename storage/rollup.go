@@ -26,10 +26,14 @@ const (
 // brackets.
 type RollupOptions struct {
 	Interval time.Duration // [1s] pause between runs when there is nothing left to do
-	Chunk    int           // [1440] dirty-minute marks taken per transaction
+	Chunk    int           // [1440] dirty-minute marks taken by the first transaction; later ones adapt (see adapt)
 	Logger   *slog.Logger
 	Metrics  *RollupMetrics
 	Now      func() time.Time // [time.Now] decides which buckets have closed
+	// Partitions: the worker creates partitions of events ahead of time
+	// and applies the retention, every MaintainEvery [1m].
+	Partitions    PartitionOptions
+	MaintainEvery time.Duration
 }
 
 // RollupMetrics are the worker's Prometheus collectors.
@@ -85,6 +89,11 @@ func NewRollupMetrics(reg prometheus.Registerer) *RollupMetrics {
 type Roller struct {
 	db *DB
 	o  RollupOptions
+
+	// Owned by the goroutine that runs the worker.
+	chunk      int        // marks the next step takes
+	maintained time.Time  // last maintain
+	rawFrom    *time.Time // raw events before it are dropped: never recompute those minutes
 }
 
 // NewRoller builds the worker; Run starts it.
@@ -104,7 +113,11 @@ func (db *DB) NewRoller(o RollupOptions) *Roller {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Roller{db: db, o: o}
+	if o.MaintainEvery <= 0 {
+		o.MaintainEvery = time.Minute
+	}
+	o.Partitions = o.Partitions.withDefaults()
+	return &Roller{db: db, o: o, chunk: o.Chunk}
 }
 
 // stepTimeout bounds one worker step (one chunk of minutes and the
@@ -134,7 +147,11 @@ func (r *Roller) Run(ctx context.Context) {
 			// A step is not cancelled half-way by shutdown: it finishes
 			// its transaction (bounded), then the loop sees ctx is done.
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stepTimeout)
-			busy, err := r.step(sctx, conn.Conn())
+			var busy bool
+			err := r.maintainDue(sctx, conn.Conn())
+			if err == nil {
+				busy, err = r.step(sctx, conn.Conn())
+			}
 			cancel()
 			switch {
 			case err != nil:
@@ -200,15 +217,69 @@ func (r *Roller) CatchUp(ctx context.Context) error {
 		return ErrRollupBusy
 	}
 	defer r.resign(conn)
+	if err := r.maintain(ctx, conn.Conn()); err != nil {
+		return err
+	}
 	for {
 		busy, err := r.step(ctx, conn.Conn())
 		if err != nil {
 			return err
 		}
 		if !busy {
-			return nil
+			// Rolled up: what the retention waited for may go now.
+			return r.maintain(ctx, conn.Conn())
 		}
 	}
+}
+
+// maintainDue runs maintain when MaintainEvery has passed since the last.
+func (r *Roller) maintainDue(ctx context.Context, conn *pgx.Conn) error {
+	if time.Since(r.maintained) < r.o.MaintainEvery {
+		return nil
+	}
+	return r.maintain(ctx, conn)
+}
+
+// maintain creates the partitions from the current one to Ahead ahead,
+// drops raw partitions older than RawRetention, deletes rollups older than
+// RollupRetention, and reads the raw horizon.
+func (r *Roller) maintain(ctx context.Context, conn *pgx.Conn) error {
+	r.maintained = time.Now()
+	o := r.o.Partitions
+	now := r.o.Now()
+	from, to := o.ahead(now)
+	n, err := ensurePartitions(ctx, conn, o.Grain, from, to)
+	if err != nil {
+		return fmt.Errorf("storage: partitions: %w", err)
+	}
+	m, err := adoptDefault(ctx, conn, o.Grain, o.Grain.Trunc(now))
+	if err != nil {
+		return fmt.Errorf("storage: partitions: %w", err)
+	}
+	n += m
+	if n > 0 {
+		r.o.Logger.Info("created partitions of events", "partitions", n)
+	}
+	if o.RawRetention > 0 {
+		n, err := dropExpiredRaw(ctx, conn, now.Add(-o.RawRetention))
+		if err != nil {
+			return fmt.Errorf("storage: raw retention: %w", err)
+		}
+		if n > 0 {
+			r.o.Logger.Info("dropped partitions of events older than the raw retention", "partitions", n)
+		}
+	}
+	if o.RollupRetention > 0 {
+		if err := expireRollups(ctx, conn, now.Add(-o.RollupRetention)); err != nil {
+			return fmt.Errorf("storage: rollup retention: %w", err)
+		}
+	}
+	ret, err := r.db.Retention(ctx)
+	if err != nil {
+		return err
+	}
+	r.rawFrom = ret.RawFrom
+	return nil
 }
 
 // step rolls up one chunk of dirty minutes and then the closed pending
@@ -224,8 +295,8 @@ func (r *Roller) step(ctx context.Context, conn *pgx.Conn) (busy bool, err error
 		}
 	}()
 	for attempt := 0; ; attempt++ {
-		var marks int
-		marks, err = r.rollMinutes(ctx, conn)
+		var marks, events int
+		marks, events, err = r.rollMinutes(ctx, conn)
 		if err == nil {
 			err = r.rollParents(ctx, conn)
 		}
@@ -235,7 +306,10 @@ func (r *Roller) step(ctx context.Context, conn *pgx.Conn) (busy bool, err error
 		if err != nil {
 			return false, fmt.Errorf("storage: rollup: %w", err)
 		}
-		busy = marks >= r.o.Chunk
+		busy = marks >= r.chunk
+		if busy {
+			r.adapt(events)
+		}
 		break
 	}
 	var n int64
@@ -245,6 +319,24 @@ func (r *Roller) step(ctx context.Context, conn *pgx.Conn) (busy bool, err error
 		r.o.Metrics.lag.Set(lag)
 	}
 	return busy, nil
+}
+
+// stepEvents is about how many events one step of the worker reads: a
+// dense history's minutes hold a few hundred events each, a sparse one's
+// one or two, so a fixed count of minutes per step made a sparse year
+// cost as many steps (each with its fixed costs) as a dense one.
+const (
+	stepEvents = 300_000
+	maxChunk   = 1 << 17 // 91 days of minutes
+)
+
+// adapt sizes the next chunk of marks so that it holds about stepEvents
+// events, judging by the last one (at most 8 times larger or 4 times
+// smaller at once, never below the configured chunk).
+func (r *Roller) adapt(events int) {
+	f := float64(stepEvents) / float64(max(events, 1))
+	f = min(max(f, 0.25), 8)
+	r.chunk = min(max(int(float64(r.chunk)*f), r.o.Chunk), maxChunk)
 }
 
 func isSerializationFailure(err error) bool {
@@ -289,55 +381,60 @@ const (
 	dictSQL = `WITH chunk AS MATERIALIZED (
 			SELECT DISTINCT e.user_id
 			FROM unnest($1::timestamptz[]) m(minute)
-			JOIN events e ON e.created_at >= m.minute AND e.created_at < m.minute + interval '1 minute')
+			CROSS JOIN LATERAL (SELECT user_id FROM events
+				WHERE created_at >= m.minute AND created_at < m.minute + interval '1 minute' OFFSET 0) e)
 		INSERT INTO user_dict (user_id)
 		SELECT c.user_id FROM chunk c
-		WHERE NOT EXISTS (SELECT 1 FROM user_dict d WHERE d.user_id = c.user_id)
+		WHERE NOT EXISTS (SELECT 1 FROM user_dict d WHERE d.user_id = c.user_id OFFSET 0)
 		ON CONFLICT (user_id) DO NOTHING`
 	minuteEventsSQL = `WITH chunk AS MATERIALIZED (
 			SELECT m.i, e.event_type, e.user_id
 			FROM unnest($1::timestamptz[]) WITH ORDINALITY m(minute, i)
-			JOIN events e ON e.created_at >= m.minute AND e.created_at < m.minute + interval '1 minute')
-		SELECT c.i, c.event_type, d.id FROM chunk c JOIN user_dict d ON d.user_id = c.user_id`
+			CROSS JOIN LATERAL (SELECT event_type, user_id FROM events
+				WHERE created_at >= m.minute AND created_at < m.minute + interval '1 minute' OFFSET 0) e)
+		SELECT c.i, c.event_type, d.id FROM chunk c
+		CROSS JOIN LATERAL (SELECT id FROM user_dict d WHERE d.user_id = c.user_id OFFSET 0) d`
 )
 
 // rollMinutes recomputes one chunk of dirty minutes and marks their
 // quarter-hours, hours, days and months pending. It returns how many marks it took.
-func (r *Roller) rollMinutes(ctx context.Context, conn *pgx.Conn) (int, error) {
+func (r *Roller) rollMinutes(ctx context.Context, conn *pgx.Conn) (marks, events int, err error) {
 	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // after Commit it is a no-op
-	rows, err := tx.Query(ctx, takeDirtySQL, r.o.Chunk)
+	rows, err := tx.Query(ctx, takeDirtySQL, r.chunk)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	seen := map[time.Time]bool{}
-	marks := 0
 	var minutes []time.Time
 	for rows.Next() {
 		var m time.Time
 		if err := rows.Scan(&m); err != nil {
 			rows.Close()
-			return 0, err
+			return 0, 0, err
 		}
 		marks++
 		m = m.UTC()
+		if r.rawFrom != nil && m.Before(*r.rawFrom) {
+			continue // its raw rows are dropped: the rollup is all there is
+		}
 		if !seen[m] {
 			seen[m] = true
 			minutes = append(minutes, m)
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if len(minutes) == 0 {
-		return 0, tx.Commit(ctx)
+		return marks, 0, tx.Commit(ctx)
 	}
 	sort.Slice(minutes, func(i, j int) bool { return minutes[i].Before(minutes[j]) })
 	if _, err := tx.Exec(ctx, dictSQL, minutes); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	aggs := make([]*bucketAgg, len(minutes))
 	for i := range aggs {
@@ -345,7 +442,7 @@ func (r *Roller) rollMinutes(ctx context.Context, conn *pgx.Conn) (int, error) {
 	}
 	rows, err = tx.Query(ctx, minuteEventsSQL, minutes)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	var (
 		i   int64
@@ -354,6 +451,7 @@ func (r *Roller) rollMinutes(ctx context.Context, conn *pgx.Conn) (int, error) {
 	)
 	_, err = pgx.ForEachRow(rows, []any{&i, &typ, &id}, func() error {
 		a := aggs[i-1]
+		events++
 		a.events++
 		a.users.Add(uint32(id))
 		t := a.typ(typ)
@@ -362,20 +460,20 @@ func (r *Roller) rollMinutes(ctx context.Context, conn *pgx.Conn) (int, error) {
 		return nil
 	})
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if err := writeBuckets(ctx, tx, Minute, minutes, aggs); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	// Every ancestor is marked at once, not only the hour: a reader must
 	// not use a day whose hour is about to change.
 	for g := Quarter; g <= Month; g++ {
 		if err := markPending(ctx, tx, g, minutes); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 	}
 	r.o.Metrics.buckets.WithLabelValues(Minute.String()).Add(float64(len(minutes)))
-	return marks, tx.Commit(ctx)
+	return marks, events, tx.Commit(ctx)
 }
 
 // markPending marks the grain-g parents of the children starts.
@@ -480,6 +578,16 @@ func (r *Roller) rollParents(ctx context.Context, conn *pgx.Conn) error {
 	}
 	now := r.o.Now()
 	for g := Quarter; g <= Month; g++ {
+		// The grain-g buckets with a pending child (minutes are never
+		// pending: dirty minutes are handled by readers).
+		waiting := map[int64]bool{}
+		if g-1 > Minute {
+			for k := range pending {
+				if k.Grain == g-1 {
+					waiting[g.Trunc(k.time()).UnixMicro()] = true
+				}
+			}
+		}
 		var todo []time.Time
 		for k := range pending {
 			if k.Grain != g {
@@ -487,7 +595,7 @@ func (r *Roller) rollParents(ctx context.Context, conn *pgx.Conn) error {
 			}
 			start := k.time()
 			end := g.Next(start)
-			if end.After(now) || hasPendingChild(pending, g-1, start, end) {
+			if end.After(now) || waiting[k.Start] {
 				continue
 			}
 			todo = append(todo, start)
@@ -522,17 +630,19 @@ func (r *Roller) rollParents(ctx context.Context, conn *pgx.Conn) error {
 	return tx.Commit(ctx)
 }
 
-func hasPendingChild(pending map[bucketKey]bool, child Grain, start, end time.Time) bool {
-	if child == Minute {
-		return false // minutes are never pending; dirty minutes are handled by readers
-	}
-	for k := range pending {
-		if k.Grain == child && k.Start >= start.UnixMicro() && k.Start < end.UnixMicro() {
-			return true
-		}
-	}
-	return false
-}
+// The children of each parent, one index range per parent (see rawSQL on
+// why LATERAL ... OFFSET 0). rollup_types is read by its (grain, bucket)
+// index.
+const (
+	childTotalsSQL = `SELECT p.i, t.events, t.users
+		FROM unnest($1::timestamptz[], $2::timestamptz[]) WITH ORDINALITY p(lo, hi, i)
+		CROSS JOIN LATERAL (SELECT events, users FROM rollup_totals
+			WHERE grain = $3 AND bucket >= p.lo AND bucket < p.hi OFFSET 0) t`
+	childTypesSQL = `SELECT p.i, t.event_type, t.events, t.users
+		FROM unnest($1::timestamptz[], $2::timestamptz[]) WITH ORDINALITY p(lo, hi, i)
+		CROSS JOIN LATERAL (SELECT event_type, events, users FROM rollup_types
+			WHERE grain = $3 AND bucket >= p.lo AND bucket < p.hi OFFSET 0) t`
+)
 
 // childAggregates computes grain-g buckets from their grain g-1 children.
 func childAggregates(ctx context.Context, tx pgx.Tx, g Grain, starts []time.Time) ([]*bucketAgg, error) {
@@ -545,9 +655,7 @@ func childAggregates(ctx context.Context, tx pgx.Tx, g Grain, starts []time.Time
 	for i := range aggs {
 		aggs[i] = newBucketAgg()
 	}
-	rows, err := tx.Query(ctx, `SELECT p.i, t.events, t.users
-		FROM unnest($1::timestamptz[], $2::timestamptz[]) WITH ORDINALITY p(lo, hi, i)
-		JOIN rollup_totals t ON t.grain = $3 AND t.bucket >= p.lo AND t.bucket < p.hi`, starts, ends, int16(g-1))
+	rows, err := tx.Query(ctx, childTotalsSQL, starts, ends, int16(g-1))
 	if err != nil {
 		return nil, err
 	}
@@ -571,9 +679,7 @@ func childAggregates(ctx context.Context, tx pgx.Tx, g Grain, starts []time.Time
 	for j := range aggs {
 		aggs[j].users = roaring.FastOr(parts[j]...)
 	}
-	rows, err = tx.Query(ctx, `SELECT p.i, t.event_type, t.events, t.users
-		FROM unnest($1::timestamptz[], $2::timestamptz[]) WITH ORDINALITY p(lo, hi, i)
-		JOIN rollup_types t ON t.grain = $3 AND t.bucket >= p.lo AND t.bucket < p.hi`, starts, ends, int16(g-1))
+	rows, err = tx.Query(ctx, childTypesSQL, starts, ends, int16(g-1))
 	if err != nil {
 		return nil, err
 	}

@@ -51,7 +51,7 @@ func insertRandom(t testing.TB, db *DB, rng *rand.Rand, n int, at func() time.Ti
 func compare(t *testing.T, db *DB, eventType string, ivs []Interval) (planned int) {
 	t.Helper()
 	ctx := context.Background()
-	tx, err := db.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	tx, err := db.beginRead(ctx, db.pool)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +66,7 @@ func compare(t *testing.T, db *DB, eventType string, ivs []Interval) (planned in
 	}
 	for i := range ivs {
 		if !reflect.DeepEqual(got[i], want[i]) {
-			debugMismatch(t, tx, ivs[i])
+			debugMismatch(t, db, tx, ivs[i])
 			t.Fatalf("interval [%s, %s) type %q:\nrollups %+v\nnaive   %+v",
 				summary.FormatInstant(ivs[i].From), summary.FormatInstant(ivs[i].To), eventType, got[i], want[i])
 		}
@@ -248,7 +248,7 @@ func TestRollupsServeClosedRanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := loadFreshness(ctx, tx, iv.From, iv.To)
+	f, err := db.loadFreshness(ctx, tx, iv.From, iv.To)
 	_ = tx.Rollback(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -287,9 +287,9 @@ func TestRollupsServeClosedRanges(t *testing.T) {
 	}
 }
 
-func debugMismatch(t *testing.T, tx pgx.Tx, iv Interval) {
+func debugMismatch(t *testing.T, db *DB, tx pgx.Tx, iv Interval) {
 	ctx := context.Background()
-	f, _ := loadFreshness(ctx, tx, iv.From, iv.To)
+	f, _ := db.loadFreshness(ctx, tx, iv.From, iv.To)
 	p := decompose(iv, f)
 	for _, k := range p.Buckets {
 		end := k.Grain.Next(k.time())

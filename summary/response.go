@@ -10,6 +10,17 @@ import (
 type Period struct {
 	From string `json:"from"`
 	To   string `json:"to"`
+	// Adjusted says that From and To are the effective range, not the one
+	// asked: an edge inside dropped raw events, moved to the minute.
+	Adjusted bool `json:"adjusted,omitempty"`
+}
+
+// period is r's period, or the effective range of a result that has one.
+func period(r Range, eff *Interval) Period {
+	if eff == nil {
+		return Period{From: FormatInstant(r.From), To: FormatInstant(r.To)}
+	}
+	return Period{From: FormatInstant(eff.From), To: FormatInstant(eff.To.Add(-time.Microsecond)), Adjusted: true}
 }
 
 // Response is the body of a summary answer: the seed's shape plus period.
@@ -27,7 +38,7 @@ type Response struct {
 // NewResponse builds the body for a range and a result.
 func NewResponse(r Range, res Result) Response {
 	return Response{Data: res.Summary, Cached: res.Cached, Stale: res.Stale,
-		Period: Period{From: FormatInstant(r.From), To: FormatInstant(r.To)}, ComputedAt: FormatComputedAt(res.ComputedAt)}
+		Period: period(r, res.Summary.Effective), ComputedAt: FormatComputedAt(res.ComputedAt)}
 }
 
 // FormatComputedAt renders a computation time as RFC 3339 UTC with
@@ -43,6 +54,7 @@ func FormatComputedAt(t time.Time) string {
 type Entry struct {
 	Summary    Summary   `json:"summary"`
 	ComputedAt time.Time `json:"computedAt"`
+	Effective  *Interval `json:"effective,omitempty"` // Summary.Effective
 }
 
 // Cache stores computed summaries by canonical range key. Fresh entries

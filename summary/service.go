@@ -144,6 +144,7 @@ func (s *Service) Get(ctx context.Context, r Range) (Result, error) {
 			s.cacheFailed(err)
 		case ok:
 			s.metrics.cacheRequests.WithLabelValues("hit").Inc()
+			e.Summary.Effective = e.Effective
 			res := Result{Summary: e.Summary, Cached: true, ComputedAt: e.ComputedAt}
 			if s.local != nil {
 				s.local.put(key, res, s.now())
@@ -194,7 +195,7 @@ func (s *Service) compute(ctx context.Context, r Range, key string) (Result, err
 	}
 	res := Result{Summary: sum, ComputedAt: start.UTC()}
 	if s.cache != nil {
-		if err := s.cache.Set(ctx, key, Entry{Summary: sum, ComputedAt: res.ComputedAt}); err != nil {
+		if err := s.cache.Set(ctx, key, Entry{Summary: sum, ComputedAt: res.ComputedAt, Effective: sum.Effective}); err != nil {
 			s.cacheFailed(err)
 		} else if s.local != nil {
 			s.local.put(key, res, s.now())
@@ -210,6 +211,7 @@ func (s *Service) fallback(ctx context.Context, key string, storeErr error) (Res
 		if err == nil && ok {
 			s.metrics.cacheRequests.WithLabelValues("stale").Inc()
 			s.log.WarnContext(ctx, "store failed; serving stale summary", "range", key, "err", storeErr)
+			e.Summary.Effective = e.Effective
 			return Result{Summary: e.Summary, Cached: true, Stale: true, ComputedAt: e.ComputedAt}, nil
 		}
 	}

@@ -21,6 +21,11 @@ type Summary struct {
 	TotalEvents  int64      `json:"totalEvents"`
 	UniqueUsers  int64      `json:"uniqueUsers"`
 	EventsByType TypeCounts `json:"eventsByType"`
+	// Effective, when set, is the half-open range the answer is exact for,
+	// which differs from the one asked: an edge fell inside a range whose
+	// raw events were dropped (RAW_RETENTION) at sub-minute precision and
+	// was moved out to the minute. Answers show it in their period.
+	Effective *Interval `json:"-"`
 }
 
 // TypeCount is the number of events of one type.

@@ -202,6 +202,16 @@ func Series(ctx context.Context, agg Aggregator, r Range, b Bucket, loc *time.Lo
 	}
 	resp := SeriesResponse{Data: make([]SeriesEntry, len(points)), Bucket: b, TZ: loc.String(),
 		EventType: r.EventType, Period: Period{From: FormatInstant(r.From), To: FormatInstant(r.To)}}
+	if n := len(sums); n > 0 && (sums[0].Effective != nil || sums[n-1].Effective != nil) {
+		// An edge bucket was answered for a range moved to the minute.
+		resp.Period.Adjusted = true
+		if e := sums[0].Effective; e != nil {
+			resp.Period.From = FormatInstant(e.From)
+		}
+		if e := sums[n-1].Effective; e != nil {
+			resp.Period.To = FormatInstant(e.To.Add(-time.Microsecond))
+		}
+	}
 	for i, p := range points {
 		s := sums[i]
 		if s.EventsByType == nil {

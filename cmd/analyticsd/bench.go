@@ -38,6 +38,13 @@ type benchOptions struct {
 	ingestRows  int
 	lagDuration time.Duration
 	lagRate     int
+	// neverAnalyzed also measures the cold summaries on a copy of the data
+	// that was never analyzed (a scratch schema, seeded the same way).
+	neverAnalyzed bool
+	// rawRetention, when set, then drops the partitions older than it and
+	// measures the summaries again, from the rollups alone where raw
+	// events are gone.
+	rawRetention time.Duration
 }
 
 // runBench seeds a dedicated database when its event count differs, rolls
@@ -59,10 +66,14 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 		fs.IntVar(&o.ingestRows, "ingest-rows", 1_000_000, "rows per COPY in the ingest cost measurement (0 skips it)")
 		fs.DurationVar(&o.lagDuration, "lag-duration", 30*time.Second, "length of the sustained insert stream that measures worker lag (0 skips it)")
 		fs.IntVar(&o.lagRate, "lag-rate", 5_000, "events per second of that stream")
+		fs.BoolVar(&o.neverAnalyzed, "never-analyzed", false, "also seed the same events into a scratch schema without VACUUM or ANALYZE and compare cold summaries there with the analyzed database")
 	})
 	if err != nil {
 		return helpOK(err)
 	}
+	// --raw-retention (RAW_RETENTION): after the measurements, drop the
+	// raw partitions older than it and measure again (the next run reseeds).
+	o.rawRetention = cfg.RawRetention
 	if o.runs < 1 || o.naiveRuns < 1 || o.events < 1 || o.days < 1 || o.users < 1 {
 		return fmt.Errorf("%w: --events, --days, --users, --runs and --naive-runs must be positive", errUsage)
 	}
@@ -113,6 +124,16 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 	if err := benchQueries(ctx, stdout, db, naive, o); err != nil {
 		return err
 	}
+	if o.rawRetention > 0 {
+		if err := benchRetention(ctx, stdout, db, o); err != nil {
+			return err
+		}
+	}
+	if o.neverAnalyzed {
+		if err := benchNeverAnalyzed(ctx, stdout, cfg, db, o); err != nil {
+			return err
+		}
+	}
 	if o.ingestRows > 0 {
 		if err := benchIngest(ctx, stdout, cfg, o); err != nil {
 			return err
@@ -139,6 +160,7 @@ func benchCases(now time.Time) []benchCase {
 		{"29 whole days (UTC midnights)", storage.Interval{From: today.Add(-29 * day), To: today}, ""},
 		{"odd edges (µs), 17 d", storage.Interval{From: ago(19*day + 3*time.Hour + 7*time.Minute + 12345678*time.Microsecond), To: ago(2*day + 5*time.Hour + 500123*time.Microsecond)}, ""},
 		{"30 d, event_type=click", storage.Interval{From: ago(30 * day), To: now}, "click"},
+		{"365 d, ending now", storage.Interval{From: ago(365 * day), To: now}, ""},
 	}
 }
 
@@ -212,6 +234,130 @@ func ms(d time.Duration) string {
 	default:
 		return strconv.FormatFloat(v, 'f', 2, 64) + " ms"
 	}
+}
+
+// benchRetention answers every case (rollups, cold), drops the raw
+// partitions older than o.rawRetention as the worker does, and answers
+// them again: the disk before and after, the times, and whether the
+// answers stayed the same (where an edge moved to the minute, the new
+// answer is for the adjusted range and says so). The next run reseeds.
+func benchRetention(ctx context.Context, w io.Writer, db *storage.DB, o benchOptions) error {
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	cases := benchCases(now)
+	before := make([][]summary.Summary, len(cases))
+	for i, c := range cases {
+		var err error
+		if before[i], err = db.Aggregate(ctx, c.eventType, []storage.Interval{c.iv}); err != nil {
+			return err
+		}
+	}
+	fb, err := db.Footprint(ctx)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := db.NewRoller(storage.RollupOptions{Partitions: storage.PartitionOptions{RawRetention: o.rawRetention}}).CatchUp(ctx); err != nil {
+		return err
+	}
+	dropped := time.Since(start)
+	fa, err := db.Footprint(ctx)
+	if err != nil {
+		return err
+	}
+	mib := func(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+	fmt.Fprintf(w, "raw retention %s: %d -> %d partitions in %s; raw events %s -> %s, rollups %s -> %s; raw events kept from %s\n\n",
+		o.rawRetention, fb.Partitions, fa.Partitions, dropped.Round(time.Millisecond), mib(fb.RawBytes), mib(fa.RawBytes),
+		mib(fb.RollupBytes), mib(fa.RollupBytes), fa.Retention.RawFrom)
+	fmt.Fprintln(w, "| range | rollups, cold, after the drop | rollups, warm | same answer as before the drop |")
+	fmt.Fprintln(w, "|---|---:|---:|---|")
+	for i, c := range cases {
+		ivs := []storage.Interval{c.iv}
+		var got []summary.Summary
+		cold, err := median(o.runs, func() error {
+			db.ResetCaches()
+			var err error
+			got, err = db.Aggregate(ctx, c.eventType, ivs)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		warm, err := median(o.runs, func() error {
+			_, err := db.Aggregate(ctx, c.eventType, ivs)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		same := "yes"
+		switch {
+		case got[0].Effective != nil:
+			same = fmt.Sprintf("edge moved to the minute: %d vs %d events", got[0].TotalEvents, before[i][0].TotalEvents)
+		case !reflect.DeepEqual(got, before[i]):
+			same = fmt.Sprintf("**NO**: %d vs %d events", got[0].TotalEvents, before[i][0].TotalEvents)
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s |\n", c.name, ms(cold), ms(warm), same)
+	}
+	fmt.Fprintln(w)
+	return nil
+}
+
+// benchNeverAnalyzed seeds the same events (same seed) into a scratch
+// schema with no VACUUM and no ANALYZE, as a bulk load leaves a table
+// before autovacuum's first visit (or forever with autovacuum off), and
+// compares its cold summaries with the analyzed database's.
+func benchNeverAnalyzed(ctx context.Context, w io.Writer, cfg Config, analyzed *storage.DB, o benchOptions) error {
+	scratchURL, drop, err := storage.ScratchSchema(ctx, cfg.DatabaseURL, "bench_never_analyzed_")
+	if err != nil {
+		return err
+	}
+	defer drop() //nolint:errcheck // best effort
+	scfg := cfg
+	scfg.DatabaseURL = scratchURL
+	db, err := openMigrated(ctx, scfg)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	st, err := db.Seed(ctx, storage.SeedOptions{Events: o.events, Days: o.days, Users: o.users, Seed: 42, NoAnalyze: true})
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := db.NewRoller(storage.RollupOptions{}).CatchUp(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "never-analyzed copy: seeded %d events in %s (no VACUUM, no ANALYZE), rolled up in %s\n\n",
+		st.Events, st.Elapsed.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	fmt.Fprintln(w, "| range | rollups, cold, analyzed | rollups, cold, never analyzed | events (analyzed / never analyzed) |")
+	fmt.Fprintln(w, "|---|---:|---:|---|")
+	for _, c := range benchCases(time.Now().UTC().Truncate(time.Millisecond)) {
+		ivs := []storage.Interval{c.iv}
+		var a, n []summary.Summary
+		ta, err := median(o.runs, func() error {
+			analyzed.ResetCaches()
+			var err error
+			a, err = analyzed.Aggregate(ctx, c.eventType, ivs)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		tn, err := median(o.runs, func() error {
+			db.ResetCaches()
+			var err error
+			n, err = db.Aggregate(ctx, c.eventType, ivs)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		// The same generator and seed, but each data set ends when it was
+		// seeded, so their windows (and totals) differ a little.
+		fmt.Fprintf(w, "| %s | %s | %s | %d / %d |\n", c.name, ms(ta), ms(tn), a[0].TotalEvents, n[0].TotalEvents)
+	}
+	fmt.Fprintf(w, "\nmedians of %d cold runs each (empty in-process caches).\n\n", o.runs)
+	return nil
 }
 
 // benchIngest measures what the dirty-marking trigger costs a bulk COPY,

@@ -51,6 +51,9 @@ type Config struct {
 	Rollups                 bool
 	RollupInterval          time.Duration
 	RollupCacheMB           int
+	PartitionInterval       storage.Grain
+	RawRetention            time.Duration
+	RollupRetention         time.Duration
 	DatabaseReadURL         string
 	RedisCluster            bool
 	APIKeys                 string
@@ -102,6 +105,7 @@ func defaultConfig() Config {
 		Rollups:                 true,
 		RollupInterval:          time.Second,
 		RollupCacheMB:           storage.DefaultBitmapCacheBytes >> 20,
+		PartitionInterval:       storage.Month,
 		ReadAuth:                auth.ReadOpen,
 		RateLimitAddr:           50,
 		RateLimitKey:            100,
@@ -123,6 +127,11 @@ func (c Config) streamOptions(log *slog.Logger, reg prometheus.Registerer) strea
 		Logger:            log,
 		Metrics:           stream.NewMetrics(reg),
 	}
+}
+
+// partitionOptions are the events table's partitions and retention.
+func (c Config) partitionOptions() storage.PartitionOptions {
+	return storage.PartitionOptions{Grain: c.PartitionInterval, RawRetention: c.RawRetention, RollupRetention: c.RollupRetention}
 }
 
 // apiOptions are the HTTP edge's settings; access gets the request lines.
@@ -179,6 +188,9 @@ func (c *Config) settings() []setting {
 		{"ROLLUPS", "rollups", "answer from the rollups (false: plain SQL aggregates, slow on long ranges; the worker keeps running)", (*boolValue)(&c.Rollups)},
 		{"ROLLUP_INTERVAL", "rollup-interval", "how often the rollup worker looks for changed minutes", (*durationValue)(&c.RollupInterval)},
 		{"ROLLUP_CACHE_MB", "rollup-cache-mb", "memory for decoded rollup bitmaps per instance (0 disables)", (*countValue)(&c.RollupCacheMB)},
+		{"PARTITION_INTERVAL", "partition-interval", "range of one partition of the events table: month or day (a change applies to the partitions created after it)", (*partitionValue)(&c.PartitionInterval)},
+		{"RAW_RETENTION", "raw-retention", "drop partitions of raw events wholly older than this (e.g. 90d; 0 keeps them): older ranges are answered from the rollups, at minute resolution", (*durationValue)(&c.RawRetention)},
+		{"ROLLUP_RETENTION", "rollup-retention", "delete rollups older than this (0 keeps them forever); at least RAW_RETENTION", (*durationValue)(&c.RollupRetention)},
 		{"API_KEYS", "api-keys", "API keys as sha256:<hex>:<scopes> entries separated by spaces or ';' (see `analyticsd keygen`)", (*secretValue)(&c.APIKeys)},
 		{"API_KEYS_FILE", "api-keys-file", "file of API key entries, one per line, # comments; reloaded on SIGHUP and when it changes", (*stringValue)(&c.APIKeysFile)},
 		{"API_KEYS_RELOAD_INTERVAL", "api-keys-reload-interval", "how often API_KEYS_FILE is checked for changes (0: only on SIGHUP)", (*durationValue)(&c.APIKeysReloadInterval)},
@@ -235,6 +247,15 @@ func (c *Config) Validate() error {
 	if c.RollupInterval < 10*time.Millisecond {
 		errs = append(errs, errors.New("ROLLUP_INTERVAL must be at least 10ms"))
 	}
+	if c.RawRetention < 0 || c.RollupRetention < 0 {
+		errs = append(errs, errors.New("RAW_RETENTION and ROLLUP_RETENTION must not be negative"))
+	}
+	if c.RawRetention > 0 && c.RawRetention < 2*24*time.Hour {
+		errs = append(errs, errors.New("RAW_RETENTION must be at least 2d (or 0 to keep every event)"))
+	}
+	if c.RollupRetention > 0 && (c.RawRetention == 0 || c.RollupRetention < c.RawRetention) {
+		errs = append(errs, errors.New("ROLLUP_RETENTION must be at least RAW_RETENTION: a range must stay answerable from one or the other"))
+	}
 	if c.RollupCacheMB < 0 {
 		errs = append(errs, errors.New("ROLLUP_CACHE_MB must not be negative"))
 	}
@@ -272,6 +293,19 @@ func (v *secretValue) String() string {
 	return "(set)"
 }
 func (v *secretValue) Set(s string) error { *v = secretValue(s); return nil }
+
+// partitionValue is PARTITION_INTERVAL.
+type partitionValue storage.Grain
+
+func (v *partitionValue) String() string { return storage.Grain(*v).String() }
+func (v *partitionValue) Set(s string) error {
+	g, err := storage.ParsePartitionGrain(s)
+	if err != nil {
+		return err
+	}
+	*v = partitionValue(g)
+	return nil
+}
 
 type readAuthValue auth.ReadAuth
 

@@ -49,6 +49,10 @@ func TestBadConfigNamesTheVariable(t *testing.T) {
 		want string
 	}{
 		{map[string]string{"PORT": "http"}, nil, "PORT"},
+		{map[string]string{"PARTITION_INTERVAL": "week"}, nil, "PARTITION_INTERVAL"},
+		{map[string]string{"RAW_RETENTION": "1h"}, nil, "RAW_RETENTION"},
+		{map[string]string{"ROLLUP_RETENTION": "30d"}, nil, "ROLLUP_RETENTION"},
+		{map[string]string{"RAW_RETENTION": "90d", "ROLLUP_RETENTION": "30d"}, nil, "ROLLUP_RETENTION"},
 		{map[string]string{"PORT": "70000"}, nil, "PORT"},
 		{map[string]string{"CACHE_TTL": "soon"}, nil, "CACHE_TTL"},
 		{map[string]string{"CACHE_TTL": "0s"}, nil, "CACHE_TTL"},

@@ -196,13 +196,14 @@ func runSeed(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	defer db.Close()
+	o.Partitions = cfg.PartitionInterval
 	st, err := db.Seed(ctx, o)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "seeded %d events in %s (%.0f events/s)\n", st.Events, st.Elapsed.Round(time.Millisecond), float64(st.Events)/st.Elapsed.Seconds())
 	start := time.Now()
-	switch err := db.NewRoller(storage.RollupOptions{}).CatchUp(ctx); {
+	switch err := db.NewRoller(storage.RollupOptions{Partitions: cfg.partitionOptions()}).CatchUp(ctx); {
 	case errors.Is(err, storage.ErrRollupBusy):
 		fmt.Fprintln(stdout, "a running server is the rollup worker; it rolls the new events up (answers are exact meanwhile)")
 	case err != nil:

@@ -58,6 +58,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err := prepareSchema(ctx, db, cfg.NoMigrate, log); err != nil {
 		return err
 	}
+	if err := db.EnsureCurrentPartitions(ctx, cfg.partitionOptions()); err != nil {
+		return err
+	}
 	rdb, err := newRedis(cfg)
 	if err != nil {
 		return err
@@ -146,7 +149,12 @@ func newStack(cfg Config, db *storage.DB, events ingest.Writer, rdb redis.Client
 		Keys:      keys,
 		Postgres:  db.Ping,
 		Redis:     func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
-		Registry:  reg,
+		Storage: func(ctx context.Context) (api.StorageHealth, error) {
+			f, err := db.Footprint(ctx)
+			return api.StorageHealth{Partitions: f.Partitions, RawBytes: f.RawBytes, RollupBytes: f.RollupBytes,
+				OldestRaw: f.OldestRaw, OldestRollup: f.OldestRollup, RawRetainedFrom: f.Retention.RawFrom}, err
+		},
+		Registry: reg,
 	}, cfg.apiOptions(log, access))
 	return stack{service: svc, broker: broker, edge: edge}
 }
@@ -156,10 +164,18 @@ func newStack(cfg Config, db *storage.DB, events ingest.Writer, rdb redis.Client
 // events go through demo (the ingest path, counted as source "demo").
 func startBackground(ctx context.Context, cfg Config, db *storage.DB, demo ingest.Writer, reg prometheus.Registerer, log *slog.Logger, bg *sync.WaitGroup) error {
 	roller := db.NewRoller(storage.RollupOptions{
-		Interval: cfg.RollupInterval,
-		Logger:   log,
-		Metrics:  storage.NewRollupMetrics(reg),
+		Interval:   cfg.RollupInterval,
+		Partitions: cfg.partitionOptions(),
+		Logger:     log,
+		Metrics:    storage.NewRollupMetrics(reg),
 	})
+	footprint := db.NewFootprintCollector()
+	reg.MustRegister(footprint)
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		footprint.Run(ctx, 30*time.Second)
+	}()
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "analytics_rollup_bitmap_cache_bytes",
 		Help: "Bytes of decoded rollup bitmaps cached in this instance (bounded by ROLLUP_CACHE_MB).",

@@ -40,6 +40,8 @@ type Deps struct {
 	// Postgres and Redis are the health checks: PostgreSQL down is 503,
 	// Redis down is "degraded" (answers still come from PostgreSQL).
 	Postgres, Redis func(context.Context) error
+	// Storage, when set, reports partitions, bytes and oldest data in /health.
+	Storage func(context.Context) (StorageHealth, error)
 	// Registry gets the edge's collectors and is served at /metrics.
 	Registry *prometheus.Registry
 }
@@ -110,7 +112,7 @@ func New(d Deps, o Options) *API {
 	read("/api/v1/config", strictQuery(g.protect(configHandler(o), readAccess)))
 	r.Handle("/api/v1/events", g.protect(&ingestHandler{w: d.Events, log: o.Logger, metrics: im, now: time.Now}, ingestAccess)).Methods(http.MethodPost)
 	r.Handle("/api/v1/events", methodNotAllowed("POST"))
-	read("/health", &healthHandler{postgres: d.Postgres, redis: d.Redis})
+	read("/health", &healthHandler{postgres: d.Postgres, redis: d.Redis, storage: d.Storage})
 	read("/metrics", promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{Registry: d.Registry}))
 	// Everything outside /api/ is the dashboard; unknown API paths get the
 	// JSON 404.

@@ -14,6 +14,20 @@ import (
 // still come from PostgreSQL) or down (503, PostgreSQL down).
 type healthHandler struct {
 	postgres, redis func(context.Context) error
+	storage         func(context.Context) (StorageHealth, error) // nil: not reported
+}
+
+// StorageHealth is what /health says about the data held: the partitions
+// of the raw events, the bytes of raw events and of rollups, the oldest
+// of each, and where the raw events start after RAW_RETENTION dropped
+// older ones (null: nothing dropped).
+type StorageHealth struct {
+	Partitions      int        `json:"partitions"`
+	RawBytes        int64      `json:"rawBytes"`
+	RollupBytes     int64      `json:"rollupBytes"`
+	OldestRaw       *time.Time `json:"oldestRaw"`
+	OldestRollup    *time.Time `json:"oldestRollup"`
+	RawRetainedFrom *time.Time `json:"rawRetainedFrom"`
 }
 
 type check struct {
@@ -23,18 +37,31 @@ type check struct {
 }
 
 type healthBody struct {
-	Status string           `json:"status"`
-	Checks map[string]check `json:"checks"`
+	Status  string           `json:"status"`
+	Checks  map[string]check `json:"checks"`
+	Storage *StorageHealth   `json:"storage,omitempty"`
 }
 
 func (h *healthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var pg, rd check
+	var st *StorageHealth
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); pg = probe(r.Context(), 2*time.Second, h.postgres) }()
 	go func() { defer wg.Done(); rd = probe(r.Context(), time.Second, h.redis) }()
+	if h.storage != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+			defer cancel()
+			if s, err := h.storage(ctx); err == nil {
+				st = &s
+			}
+		}()
+	}
 	wg.Wait()
-	body := healthBody{Status: "ok", Checks: map[string]check{"postgres": pg, "redis": rd}}
+	body := healthBody{Status: "ok", Checks: map[string]check{"postgres": pg, "redis": rd}, Storage: st}
 	status := http.StatusOK
 	switch {
 	case pg.Status != "ok":

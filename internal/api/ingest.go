@@ -26,6 +26,7 @@ const (
 	reasonForbidden    rejectReason = "forbidden"
 	reasonRateLimited  rejectReason = "rate_limited"
 	reasonKeyReused    rejectReason = "idempotency_key_reused"
+	reasonRetention    rejectReason = "before_raw_retention"
 	reasonUnavailable  rejectReason = "unavailable"
 )
 
@@ -42,7 +43,7 @@ func newIngestMetrics(reg prometheus.Registerer) *ingestMetrics {
 			Help: "Ingest requests rejected, by reason.",
 		}, []string{"reason"}),
 	}
-	for _, r := range []rejectReason{reasonInvalid, reasonTooLarge, reasonMediaType, reasonUnauthorized, reasonForbidden, reasonRateLimited, reasonKeyReused, reasonUnavailable} {
+	for _, r := range []rejectReason{reasonInvalid, reasonTooLarge, reasonMediaType, reasonUnauthorized, reasonForbidden, reasonRateLimited, reasonKeyReused, reasonRetention, reasonUnavailable} {
 		m.rejected.WithLabelValues(string(r))
 	}
 	reg.MustRegister(m.rejected)
@@ -141,6 +142,9 @@ func (h *ingestHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, ingest.ErrKeyReused):
 		h.fail(w, r, http.StatusUnprocessableEntity, reasonKeyReused, "idempotency_key_reused", "this Idempotency-Key was used for a different batch")
+		return
+	case errors.Is(err, ingest.ErrBeforeRetention):
+		h.fail(w, r, http.StatusUnprocessableEntity, reasonRetention, "before_raw_retention", err.Error()+"; nothing was written")
 		return
 	case err != nil:
 		if r.Context().Err() != nil {

@@ -24,6 +24,11 @@ type Writer interface {
 // with a different batch.
 var ErrKeyReused = errors.New("ingest: idempotency key reused with a different batch")
 
+// ErrBeforeRetention is returned by a Writer when an event is older than
+// the raw events it still keeps (RAW_RETENTION dropped that range): the
+// rollups of that range are final and are never recomputed.
+var ErrBeforeRetention = errors.New("ingest: event older than the raw retention")
+
 // BodyHash names a batch for its idempotency key: the same body under
 // another content type is another batch; the same body compressed or not
 // is the same batch (body is the decoded body).
