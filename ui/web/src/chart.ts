@@ -93,7 +93,7 @@ export class Chart {
         ],
         axes: kiosk
           ? [
-              { ...axis, size: Math.round(px * 2.4), gap: Math.round(px * 0.3) },
+              { ...axis, size: Math.round(px * 2), gap: Math.round(px * 0.3), space: px * 5, values: (_u, ticks, _i, _space, incr) => ticks.map((t) => timeTick(t, incr)) },
               { ...axis, size: Math.round(px * 4.2), gap: Math.round(px * 0.3), values: (_u, ticks) => ticks.map((t) => compactTick(t)) },
             ]
           : [axis, { ...axis, size: 60 }],
@@ -116,4 +116,12 @@ export class Chart {
 const tickFmt = new Intl.NumberFormat("en-US", { notation: "compact", maximumSignificantDigits: 3 });
 function compactTick(n: number): string {
   return tickFmt.format(n);
+}
+
+const dayFmt = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric" });
+const hourFmt = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", hour12: false });
+/** Kiosk time ticks on one line: the day for day steps, the time of day otherwise. */
+function timeTick(sec: number, incrSec: number): string {
+  const d = new Date(sec * 1000);
+  return incrSec >= 86400 ? dayFmt.format(d) : hourFmt.format(d);
 }

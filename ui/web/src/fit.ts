@@ -56,6 +56,14 @@ export interface FitRequest {
   readable: number;
   /** Bound the size by the box's height too (kiosk: the grid sets it). */
   useHeight: boolean;
+  /** The size when even min does not fit on one line and the text wraps (default min). */
+  wrapAt?: number;
+}
+
+/** Lets a name wrap after _ . : - (event type names have no spaces) rather than anywhere. */
+function breakable(el: HTMLElement, text: string): void {
+  const parts = text.split(/(?<=[_.:\/-])/);
+  el.replaceChildren(...parts.flatMap((p, i) => (i ? [document.createElement("wbr"), p] : [p])));
 }
 
 const LINE_HEIGHT = 1.12;
@@ -91,7 +99,10 @@ export function fitText(el: HTMLElement, req: FitRequest): Plan {
   }
   if (el.scrollWidth > el.clientWidth) {
     el.classList.add("fit-wrap");
+    breakable(el, el.textContent ?? "");
     plan.wrap = true;
+    size = Math.max(size, req.wrapAt ?? req.min);
+    el.style.fontSize = `${size}px`;
   }
   plan.size = size;
   if (req.title) {

@@ -63,16 +63,58 @@ function numberFit(label: string, n: number) {
   return (kiosk: boolean, max: number): FitRequest => ({
     texts: [full(n), compact(n)],
     title: `${label}: ${full(n)}`,
-    max,
+    // A short number (the pulse's 0) would fill its whole box: at most 16% of the screen, like its neighbours.
+    max: kiosk ? Math.min(max, screenMin() * 0.16) : max,
     min: kiosk ? Math.max(12, screenMin() * 0.03) : 12,
-    readable: kiosk ? screenMin() * 0.07 : max * 0.7,
+    // Readable across a room: 6% of the screen's shorter side (the browser tests hold it).
+    readable: kiosk ? screenMin() * 0.06 : max * 0.7,
     useHeight: kiosk,
   });
 }
 
-/** A label or a name: one text, shrunk to fit down to 55% of its size, then wrapped (never cut). */
-function labelFit(text: string) {
-  return (_kiosk: boolean, max: number): FitRequest => ({ texts: [text], max, min: Math.max(9, max * 0.55), readable: max, useHeight: false });
+/**
+ * A label or a name: shrunk to fit down to 70% of its size, then the next
+ * shorter wording, and wrapped rather than cut when even that does not fit.
+ */
+function labelFit(...texts: string[]) {
+  return (_kiosk: boolean, max: number): FitRequest => ({ texts, max, min: Math.max(9, max * 0.7), readable: max * 0.85, useHeight: false });
+}
+
+/**
+ * An event type's name: on a wall screen shrunk further (a wrapped row
+ * costs a row), elsewhere wrapped at its full size after an underscore.
+ */
+function nameFit(name: string) {
+  return (kiosk: boolean, max: number): FitRequest => ({
+    texts: [name],
+    max,
+    min: Math.max(9, max * (kiosk ? 0.6 : 0.8)),
+    readable: max,
+    useHeight: false,
+    wrapAt: kiosk ? undefined : max,
+  });
+}
+
+/** A word in a card's value box (the top type's name): shrunk to half its size, then wrapped after an underscore. */
+function wordFit(text: string) {
+  return (_kiosk: boolean, max: number): FitRequest => ({ texts: [text], max, min: Math.max(9, max * 0.5), readable: max * 0.85, useHeight: false });
+}
+
+/** The cards' labels, each with a shorter wording for narrow boxes. */
+const LABELS: Record<string, [string, string]> = {
+  "card-total": ["Total events", "Events"],
+  "card-users": ["Unique users", "Users"],
+  "card-minute": ["Events · last minute", "Last minute"],
+  "card-active": ["Active users · 5 min", "Active · 5 min"],
+  "card-rate": ["Avg events / min", "Avg / min"],
+  "card-top": ["Top event type", "Top type"],
+};
+
+function fitLabels() {
+  for (const [id, texts] of Object.entries(LABELS)) {
+    const h2 = $(`#${id} h2`);
+    if (!fitted.has(h2)) fit(h2, labelFit(...texts));
+  }
 }
 
 function fit(el: HTMLElement, make: (kiosk: boolean, max: number) => FitRequest) {
@@ -117,7 +159,7 @@ function setCard(id: string, label: string, n: number | undefined, shown: string
   const card = $(`#${id}`);
   const value = card.querySelector<HTMLElement>(".value")!;
   if (n !== undefined) fit(value, numberFit(label, n));
-  else fit(value, labelFit(shown ?? "–"));
+  else fit(value, wordFit(shown ?? "–"));
   const c = change(cur, before);
   const el = card.querySelector<HTMLElement>(".change")!;
   el.className = "change " + c.dir;
@@ -125,6 +167,7 @@ function setCard(id: string, label: string, n: number | undefined, shown: string
 }
 
 function renderCards(d: Summary, prev: Summary | undefined, range: Resolved) {
+  fitLabels();
   setCard("card-total", "Total events", d.totalEvents, undefined, d.totalEvents, prev?.totalEvents);
   setCard("card-users", "Unique users", d.uniqueUsers, undefined, d.uniqueUsers, prev?.uniqueUsers);
   const perMin = d.totalEvents / minutes(range);
@@ -170,7 +213,7 @@ function renderTypes(d: Summary, drill: (type: string) => void) {
   $("#types").replaceChildren(...rows);
   rows.forEach((tr, i) => {
     const [name, n] = types[i];
-    fit(tr.querySelector<HTMLElement>(".drill")!, labelFit(name));
+    fit(tr.querySelector<HTMLElement>(".drill")!, nameFit(name));
     fit(tr.querySelector<HTMLElement>(".n")!, numberFit(name, n));
   });
   fitRows();
@@ -225,6 +268,7 @@ class Dashboard {
       pending = requestAnimationFrame(refitAll);
     }).observe(document.body);
     void document.fonts?.ready.then(refitAll);
+    fitLabels();
     if (this.title) {
       setText($("#title"), this.title);
       document.title = `${this.title} · analyticsd`;
