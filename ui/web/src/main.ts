@@ -54,7 +54,7 @@ function setText(el: Element, text: string) {
 // ---- fitting ---------------------------------------------------------------
 
 /** What each fitted element shows; refitted when the screen changes size. */
-const fitted = new Map<HTMLElement, (kiosk: boolean) => FitRequest>();
+const fitted = new Map<HTMLElement, (kiosk: boolean, max: number) => FitRequest>();
 
 const screenMin = () => Math.min(window.innerWidth, window.innerHeight);
 
@@ -117,32 +117,53 @@ function fitLabels() {
   }
 }
 
+/** What each element was last fitted to: a fit is redone only when its texts or its box changed. */
+const lastFit = new WeakMap<HTMLElement, string>();
+
+let refitPending = 0;
+/** A fitted element whose box changes (the clock beside the title, a resized screen) is fitted again. */
+const boxes = new ResizeObserver(() => {
+  cancelAnimationFrame(refitPending);
+  refitPending = requestAnimationFrame(refitAll);
+});
+
+function apply(el: HTMLElement, make: (kiosk: boolean, max: number) => FitRequest, kiosk: boolean) {
+  const probe = make(kiosk, 0);
+  const key = [probe.texts.join("\u0000"), el.clientWidth, probe.useHeight ? el.clientHeight : "", innerWidth, innerHeight, kiosk].join("|");
+  if (lastFit.get(el) === key) return;
+  el.style.fontSize = "";
+  fitText(el, make(kiosk, parseFloat(getComputedStyle(el).fontSize)));
+  lastFit.set(el, key);
+}
+
 function fit(el: HTMLElement, make: (kiosk: boolean, max: number) => FitRequest) {
-  const kiosk = document.body.classList.contains("kiosk");
-  const req = (k: boolean) => {
-    el.style.fontSize = "";
-    return make(k, parseFloat(getComputedStyle(el).fontSize));
-  };
-  fitted.set(el, req);
-  fitText(el, req(kiosk));
+  if (!fitted.has(el)) boxes.observe(el);
+  fitted.set(el, make);
+  apply(el, make, document.body.classList.contains("kiosk"));
 }
 
 function refitAll() {
   const kiosk = document.body.classList.contains("kiosk");
-  for (const [el, req] of fitted) {
-    if (!el.isConnected) fitted.delete(el);
-    else fitText(el, req(kiosk));
+  for (const [el, make] of fitted) {
+    if (!el.isConnected) {
+      fitted.delete(el);
+      boxes.unobserve(el);
+    } else apply(el, make, kiosk);
   }
-  fitRows();
+  fitRows(true);
 }
 
 /** In kiosk, as many event-type rows as fit the panel; the caption says how many are shown. */
-function fitRows() {
+let rowsKey = "";
+function fitRows(force = false) {
   const rows = [...document.querySelectorAll<HTMLTableRowElement>("#types tr")];
+  const panel = $(".types-panel");
+  const key = [rows.length, rows[0]?.dataset.name, panel.clientWidth, panel.clientHeight, document.body.classList.contains("kiosk")].join("|");
+  if (!force && key === rowsKey) return;
+  rowsKey = key;
   for (const r of rows) r.hidden = false;
   let shown = rows.length;
   if (document.body.classList.contains("kiosk")) {
-    const panel = $(".types-panel");
     const bottom = panel.getBoundingClientRect().bottom - parseFloat(getComputedStyle(panel).paddingBottom);
     const cut = rows.findIndex((r) => r.getBoundingClientRect().bottom > bottom + 0.5);
     if (cut >= 0) {
@@ -209,12 +230,21 @@ function typeRow(name: string, n: number, total: number, max: number, drill: (ty
 function renderTypes(d: Summary, drill: (type: string) => void) {
   const types = Object.entries(d.eventsByType);
   const max = types.length ? types[0][1] : 0;
-  const rows = types.map(([name, n]) => typeRow(name, n, d.totalEvents, max, drill));
-  $("#types").replaceChildren(...rows);
+  const body = $("#types");
+  const same = body.children.length === types.length && types.every(([name], i) => (body.children[i] as HTMLElement).dataset.name === name);
+  // The same types in the same order (the usual refresh): numbers change in place, nothing is rebuilt.
+  const rows = same ? ([...body.children] as HTMLTableRowElement[]) : types.map(([name, n]) => typeRow(name, n, d.totalEvents, max, drill));
+  if (!same) {
+    body.replaceChildren(...rows);
+    rowsKey = "";
+  }
   rows.forEach((tr, i) => {
     const [name, n] = types[i];
+    tr.dataset.name = name;
     fit(tr.querySelector<HTMLElement>(".drill")!, nameFit(name));
     fit(tr.querySelector<HTMLElement>(".n")!, numberFit(name, n));
+    tr.querySelector<HTMLElement>(".bar")!.style.width = `${max ? (n / max) * 100 : 0}%`;
+    setText(tr.querySelector(".share span")!, `${(d.totalEvents ? (n / d.totalEvents) * 100 : 0).toFixed(1)}%`);
   });
   fitRows();
 }
@@ -316,6 +346,10 @@ class Dashboard {
     this.prev = undefined;
     this.updatedAt = 0;
     $("#main").dataset.state = "loading";
+    // No number of the previous view stays on screen under the new view's label.
+    for (const el of document.querySelectorAll<HTMLElement>("#main .card:not(.pulse) .value")) fit(el, wordFit("–"));
+    for (const el of document.querySelectorAll<HTMLElement>("#main .card:not(.pulse) .change, #card-top .sub")) setText(el, "");
+    $("#types").replaceChildren();
     this.renderControls();
     if (!this.config) return;
     const { from, to } = this.range;
@@ -329,6 +363,7 @@ class Dashboard {
     const key = this.view.type ?? "";
     if (this.pulses.length && key === this.pulseKey) return;
     for (const p of this.pulses) p.feed.stop();
+    for (const p of PULSES) fit($(`#${p.id} .value`), wordFit("–"));
     this.pulseKey = key;
     this.pulses = PULSES.map((p) =>
       this.openFeed(config, p.from, "now", (s) => {
@@ -402,6 +437,13 @@ class Dashboard {
     $("#filter-type").textContent = view.type ?? "";
     const rot = this.rotation ? ` · ${this.step + 1}/${this.rotation.steps.length}` : "";
     setText($("#range-label"), range.label + (view.type ? ` · ${view.type}` : "") + rot);
+    // On a wall screen the title shares one line with the clock and the state: it fits beside them.
+    const h1 = $("#title");
+    if (view.kiosk) fit(h1, labelFit(h1.textContent ?? ""));
+    else {
+      fitted.delete(h1);
+      h1.removeAttribute("style");
+    }
     // No bucket: the server picks it, as for the chart.
     $<HTMLAnchorElement>("#csv").href = rangeURL("/api/v1/analytics/export.csv", view, range.from, range.to, { tz });
     if (view.from && view.to) {
