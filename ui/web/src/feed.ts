@@ -64,6 +64,8 @@ export interface FeedOptions {
   onMode: (m: Mode) => void;
   onTouch: () => void; // the numbers were confirmed current (304)
   onStatus?: (s: Status) => void; // the server says the range is delayed, or ok again
+  /** false: poll only, never hold a stream (a browser has 6 HTTP/1.1 connections per host for every tab). */
+  stream?: boolean;
 }
 
 export class Feed {
@@ -79,7 +81,7 @@ export class Feed {
 
   start(): void {
     this.o.onMode(this.st.mode);
-    if (typeof EventSource === "undefined") {
+    if (this.o.stream === false || typeof EventSource === "undefined") {
       this.apply("stream-closed");
       return;
     }
@@ -104,7 +106,7 @@ export class Feed {
       this.es?.close();
       this.es = undefined;
       this.poll();
-      this.probeTimer = window.setInterval(() => this.tryStream(), this.o.probeEveryMs);
+      if (this.o.stream !== false) this.probeTimer = window.setInterval(() => this.tryStream(), this.o.probeEveryMs);
     }
     if (this.st.mode === "live" && polls(before)) {
       clearTimeout(this.pollTimer);

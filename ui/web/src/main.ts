@@ -353,27 +353,30 @@ class Dashboard {
     this.renderControls();
     if (!this.config) return;
     const { from, to } = this.range;
-    this.main = this.openFeed(this.config, from, to, (s) => this.onSnapshot(s));
+    this.main = this.openFeed(this.config, from, to, true, (s) => this.onSnapshot(s));
     this.startPulses(this.config);
     void this.refreshSlow();
   }
 
   /** The pulse follows the event type, not the range: a rotation of ranges keeps its streams. */
   private startPulses(config: ServerConfig): void {
-    const key = this.view.type ?? "";
+    const key = `${this.view.type ?? ""}|${this.view.kiosk}`;
     if (this.pulses.length && key === this.pulseKey) return;
     for (const p of this.pulses) p.feed.stop();
     for (const p of PULSES) fit($(`#${p.id} .value`), wordFit("–"));
     this.pulseKey = key;
+    // A wall screen streams its pulse; a desktop tab polls it, so that a few tabs stay within the
+    // browser's six HTTP/1.1 connections per host (each stream holds one).
+    const stream = this.view.kiosk;
     this.pulses = PULSES.map((p) =>
-      this.openFeed(config, p.from, "now", (s) => {
+      this.openFeed(config, p.from, "now", stream, (s) => {
         const n = s.data[p.field];
         fit($(`#${p.id} .value`), numberFit(p.id === "card-minute" ? "Events in the last minute" : "Users active in the last 5 minutes", n));
       }),
     );
   }
 
-  private openFeed(config: ServerConfig, from: string, to: string, onSnapshot: (s: Snapshot) => void): Live {
+  private openFeed(config: ServerConfig, from: string, to: string, stream: boolean, onSnapshot: (s: Snapshot) => void): Live {
     const live: Live = { fresh: freshAt(Date.now()), feed: undefined as unknown as Feed };
     const seen = (a: Arrival) => {
       live.fresh = arrive(live.fresh, a, Date.now());
@@ -384,6 +387,7 @@ class Dashboard {
       summaryURL: rangeURL("/api/v1/analytics/summary", this.view, from, to),
       intervalMs: config.refreshIntervalMs,
       probeEveryMs: PROBE_EVERY_MS,
+      stream,
       onSnapshot: (s) => {
         seen({ kind: "snapshot", snap: s });
         onSnapshot(s);
