@@ -237,7 +237,8 @@ try {
     }, 5_000);
     const rows = await page.locator("#types tr").count();
     assert(rows >= 5, `the types table has ${rows} rows`);
-    assert(await page.locator("#chart canvas").count(), "no chart");
+    // The chart is fetched, not streamed: it may come after the cards.
+    await waitFor("chart drawn", async () => (await page.locator("#chart canvas").count()) > 0, 10_000);
   });
 
   // A live range with a fixed start: a sliding one loses old events at its
