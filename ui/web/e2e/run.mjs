@@ -509,14 +509,20 @@ try {
     watch(p);
     await p.goto(base + "/?kiosk=1&rotate=24h,30d&type=page_view,click&every=5s");
     await p.evaluate(() => (window.__marker = 1));
-    const want = [
+    const cycle = [
       ["Last 24 h · page_view · 1/4", "now-24h", "page_view"],
       ["Last 24 h · click · 2/4", "now-24h", "click"],
       ["30 days · page_view · 3/4", "now-30d", "page_view"],
       ["30 days · click · 4/4", "now-30d", "click"],
-      ["Last 24 h · page_view · 1/4", "now-24h", "page_view"],
     ];
-    for (const [label, from, type] of want) {
+    // The rotation runs from the page's start: begin with whichever step shows, then follow the cycle round.
+    const first = await waitFor("a step of the rotation", async () => {
+      const l = await p.textContent("#range-label");
+      return cycle.some(([label]) => label === l) ? l : false;
+    }, 10_000);
+    let i = cycle.findIndex(([label]) => label === first);
+    for (let n = 0; n <= cycle.length; n++, i = (i + 1) % cycle.length) {
+      const [label, from, type] = cycle[i];
       await waitFor(`label ${label}`, async () => (await p.textContent("#range-label")) === label, 9_000);
       // The numbers are those of the step's range and type, as the API has them.
       await waitFor(`numbers of ${label}`, async () => {
