@@ -1,6 +1,7 @@
 // The live feed: one EventSource on the stream endpoint, falling back to
 // polling the summary endpoint (with If-None-Match) when the stream fails,
 // and going back to the stream when it works again.
+import { parseRefused, parseSnapshot, parseStatus, type Snapshot, type Status } from "./live";
 
 export type Mode = "connecting" | "live" | "reconnecting" | "polling" | "offline";
 
@@ -52,10 +53,7 @@ export function polls(m: Mode): boolean {
   return m === "polling" || m === "offline";
 }
 
-export interface Snapshot {
-  data: { totalEvents: number; uniqueUsers: number; eventsByType: Record<string, number> };
-  period: { from: string; to: string };
-}
+export type { Snapshot };
 
 export interface FeedOptions {
   streamURL: string;
@@ -65,6 +63,9 @@ export interface FeedOptions {
   onSnapshot: (s: Snapshot) => void;
   onMode: (m: Mode) => void;
   onTouch: () => void; // the numbers were confirmed current (304)
+  onStatus?: (s: Status) => void; // the server says the range is delayed, or ok again
+  /** false: poll only, never hold a stream (a browser has 6 HTTP/1.1 connections per host for every tab). */
+  stream?: boolean;
 }
 
 export class Feed {
@@ -80,7 +81,7 @@ export class Feed {
 
   start(): void {
     this.o.onMode(this.st.mode);
-    if (typeof EventSource === "undefined") {
+    if (this.o.stream === false || typeof EventSource === "undefined") {
       this.apply("stream-closed");
       return;
     }
@@ -105,7 +106,7 @@ export class Feed {
       this.es?.close();
       this.es = undefined;
       this.poll();
-      this.probeTimer = window.setInterval(() => this.tryStream(), this.o.probeEveryMs);
+      if (this.o.stream !== false) this.probeTimer = window.setInterval(() => this.tryStream(), this.o.probeEveryMs);
     }
     if (this.st.mode === "live" && polls(before)) {
       clearTimeout(this.pollTimer);
@@ -116,14 +117,26 @@ export class Feed {
   private openStream(): void {
     const es = new EventSource(this.o.streamURL);
     this.es = es;
-    es.addEventListener("summary", (ev) => {
-      this.o.onSnapshot(JSON.parse((ev as MessageEvent).data));
-      this.apply("message");
-    });
+    this.listen(es);
     es.onerror = () => {
       if (es.readyState === EventSource.CLOSED) this.apply("stream-closed");
       else this.apply("stream-error");
     };
+  }
+
+  /** The events of a stream that is the feed: summaries, status and a refusal (the browser then retries). */
+  private listen(es: EventSource): void {
+    es.addEventListener("summary", (ev) => {
+      this.o.onSnapshot(parseSnapshot((ev as MessageEvent).data));
+      this.apply("message");
+    });
+    es.addEventListener("status", (ev) => {
+      this.o.onStatus?.(parseStatus((ev as MessageEvent).data));
+      this.apply("message");
+    });
+    es.addEventListener("refused", (ev) => {
+      console.warn("analyticsd: stream refused:", parseRefused((ev as MessageEvent).data));
+    });
   }
 
   /** While polling: open a trial stream; if it delivers, it becomes the feed. */
@@ -138,16 +151,13 @@ export class Feed {
     es.addEventListener("summary", (ev) => {
       clearTimeout(give);
       this.probe = undefined;
-      this.o.onSnapshot(JSON.parse((ev as MessageEvent).data));
+      this.o.onSnapshot(parseSnapshot((ev as MessageEvent).data));
       this.es = es;
       es.onerror = () => {
         if (es.readyState === EventSource.CLOSED) this.apply("stream-closed");
         else this.apply("stream-error");
       };
-      es.addEventListener("summary", (e2) => {
-        this.o.onSnapshot(JSON.parse((e2 as MessageEvent).data));
-        this.apply("message");
-      });
+      this.listen(es);
       this.apply("probe-ok");
     }, { once: true });
     es.onerror = () => {
@@ -168,7 +178,7 @@ export class Feed {
         this.apply("poll-ok");
       } else if (res.ok) {
         this.etag = res.headers.get("ETag") ?? "";
-        this.o.onSnapshot(await res.json());
+        this.o.onSnapshot(parseSnapshot(await res.json()));
         this.apply("poll-ok");
       } else {
         this.apply("poll-fail");
