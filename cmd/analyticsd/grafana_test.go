@@ -333,6 +333,18 @@ func TestGrafanaPanelsShowNumbers(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	prom.waitScrapes(t, len(all), 8)
+	// The demo trickles at its history's rate for this hour (slowest near
+	// 04:00 UTC): wait until Prometheus itself has seen an insert inside
+	// the panels' one-minute window, not only this test's read of /metrics.
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		got := prom.query(t, `sum(increase(analytics_ingest_events_total{source="demo"}[1m]))`, time.Now())
+		if len(got) == 1 && got[0].value > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Prometheus saw no demo insert within a minute: %v", got)
+		}
+	}
 
 	at := time.Now()
 	selections := []struct{ name, instance string }{
