@@ -622,7 +622,14 @@ try {
       await waitFor("the kiosk says the data is delayed", async () => await k.isVisible("#delayed"), 2 * REFRESH_MS + 3000);
       await startServer();
       insert(7);
-      await waitFor("live again with new numbers", async () => (await k.textContent("#badge")) === "live" && (await cards(k)).total === before + 7, 60_000);
+      let shown;
+      await waitFor("live again with new numbers", async () => {
+        shown = { badge: await k.textContent("#badge"), total: (await cards(k)).total, want: before + 7 };
+        return shown.badge === "live" && shown.total === shown.want;
+      }, 60_000).catch(async (e) => {
+        const api = await (await fetch(base + "/api/v1/analytics/summary" + fixed.slice(1))).text().catch((err) => String(err));
+        throw new Error(`${e.message}; the kiosk showed ${JSON.stringify(shown)}, the summary API says ${api.slice(0, 300)}`);
+      });
       await waitFor("the banner clears", async () => await k.isHidden("#delayed"), 10_000);
       const after = (log) => log.some((e) => e.type === "summary" && e.at > killedAt);
       await waitFor("both EventSources deliver again", async () => after((await browserLog(esPage, b)).log) && after(node.log), 30_000).catch(async (e) => {

@@ -493,6 +493,7 @@ class Dashboard {
       if (!banner.hidden) {
         banner.hidden = true;
         delete document.body.dataset.delayed;
+        refitAll(); // the banner gave its height back to the panels
       }
       return;
     }
@@ -500,6 +501,9 @@ class Dashboard {
     if (banner.hidden) {
       banner.hidden = false;
       document.body.dataset.delayed = "true";
+      // The banner takes height from the panels at once: rows that no longer
+      // fit are hidden now, not at the next resize the page happens to see.
+      refitAll();
     }
   }
 
