@@ -364,7 +364,7 @@ func guardDefault(ctx context.Context, tx pgx.Tx, horizon time.Time) error {
 // and records it in retention.rollups_from.
 func expireRollups(ctx context.Context, conn *pgx.Conn, cutoff time.Time) error {
 	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		for g := Minute; g <= Month; g++ {
+		for _, g := range Grains {
 			end := g.Trunc(cutoff) // buckets before it end at or before cutoff
 			for _, table := range []string{"rollup_totals", "rollup_types"} {
 				if _, err := tx.Exec(ctx, `DELETE FROM `+table+` WHERE grain = $1 AND bucket < $2`, int16(g), end); err != nil {

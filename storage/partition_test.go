@@ -38,6 +38,12 @@ func TestMigrateToPartitionsWhileServing(t *testing.T) {
 	if _, err := db.migrateTo(ctx, 4); err != nil {
 		t.Fatal(err)
 	}
+	// This build's rollup worker writes users_count (migration 6, which
+	// adds it only if missing); the build that ran version 4 did not.
+	if _, err := db.pool.Exec(ctx, `ALTER TABLE rollup_totals ADD COLUMN users_count bigint;
+		ALTER TABLE rollup_types ADD COLUMN users_count bigint`); err != nil {
+		t.Fatal(err)
+	}
 	rng := rand.New(rand.NewPCG(14, 14))
 	now := time.Now().UTC()
 	first := now.AddDate(0, 0, -70) // three calendar months
@@ -412,13 +418,13 @@ func TestRollupRetentionDeletesOldBuckets(t *testing.T) {
 	if d := now.Add(-keep).Sub(cutoff); d < 0 || d > 2*time.Minute {
 		t.Fatalf("rollups kept from %s, want about %s", cutoff, now.Add(-keep))
 	}
-	for g := Minute; g <= Month; g++ {
+	for _, g := range Grains {
 		var old, kept int
 		if err := db.pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE bucket < $2), count(*) FILTER (WHERE bucket >= $3)
 			FROM rollup_totals WHERE grain = $1`, int16(g), g.Trunc(cutoff), cutoff).Scan(&old, &kept); err != nil {
 			t.Fatal(err)
 		}
-		if old != 0 || (g <= Day && kept == 0) {
+		if old != 0 || ((g <= Day || g >= HourAt30) && kept == 0) {
 			t.Fatalf("%s buckets: %d before the retention left, %d after it kept", g, old, kept)
 		}
 	}

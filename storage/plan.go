@@ -7,25 +7,81 @@ import (
 	"github.com/liveanalytics/analyticsd/summary"
 )
 
-// Grain is the size of a rollup bucket. Buckets are aligned in UTC.
+// Grain is the size of a rollup bucket. Buckets are aligned in UTC, the
+// offset hours at :30 and :45 past the UTC hour.
 type Grain int16
 
-// The grains, finest first; the values are stored in the rollup tables.
+// The grains of the hierarchy, finest first, then the offset hours; the
+// values are stored in the rollup tables.
 const (
 	Minute  Grain = iota
 	Quarter       // 15 minutes: whole hours in zones offset by :30 or :45
 	Hour
 	Day
 	Month
+	// The hours of zones offset by :30 (India, Iran, Newfoundland, central
+	// Australia) and by :45 (Nepal, Chatham): [hh:30, hh+1:30) and
+	// [hh:45, hh+1:45) UTC, each from its 4 quarters. They sit beside the
+	// hierarchy (no parent): an hourly series in those zones reads one
+	// bucket per hour, as it does in whole-hour zones.
+	HourAt30
+	HourAt45
 )
 
-var grainNames = [...]string{"minute", "quarter", "hour", "day", "month"}
+// Grains lists every grain, the hierarchy first.
+var Grains = []Grain{Minute, Quarter, Hour, Day, Month, HourAt30, HourAt45}
+
+// rollOrder is the order the worker recomputes pending buckets in: every
+// grain after its children.
+var rollOrder = []Grain{Quarter, HourAt30, HourAt45, Hour, Day, Month}
+
+var grainNames = [...]string{"minute", "quarter", "hour", "day", "month", "hour:30", "hour:45"}
 
 func (g Grain) String() string {
-	if g < Minute || g > Month {
+	if g < Minute || int(g) >= len(grainNames) {
 		return "grain(?)"
 	}
 	return grainNames[g]
+}
+
+// child is the grain a bucket of g is computed from.
+func (g Grain) child() Grain {
+	switch g {
+	case Quarter:
+		return Minute
+	case Hour, HourAt30, HourAt45:
+		return Quarter
+	default: // Day, Month
+		return g - 1
+	}
+}
+
+// parents are the grains whose buckets are computed from buckets of g.
+func (g Grain) parents() []Grain {
+	switch g {
+	case Minute:
+		return []Grain{Quarter}
+	case Quarter:
+		return []Grain{Hour, HourAt30, HourAt45}
+	case Hour:
+		return []Grain{Day}
+	case Day:
+		return []Grain{Month}
+	default:
+		return nil
+	}
+}
+
+// offset is where the hours of an offset grain start past the UTC hour.
+func (g Grain) offset() time.Duration {
+	switch g {
+	case HourAt30:
+		return 30 * time.Minute
+	case HourAt45:
+		return 45 * time.Minute
+	default:
+		return 0
+	}
 }
 
 // Trunc is the start of the bucket that holds t.
@@ -38,6 +94,9 @@ func (g Grain) Trunc(t time.Time) time.Time {
 		return t.Truncate(15 * time.Minute)
 	case Hour:
 		return t.Truncate(time.Hour)
+	case HourAt30, HourAt45:
+		off := g.offset()
+		return t.Add(-off).Truncate(time.Hour).Add(off)
 	case Day:
 		return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
 	default:
@@ -52,7 +111,7 @@ func (g Grain) Next(b time.Time) time.Time {
 		return b.Add(time.Minute)
 	case Quarter:
 		return b.Add(15 * time.Minute)
-	case Hour:
+	case Hour, HourAt30, HourAt45:
 		return b.Add(time.Hour)
 	case Day:
 		return b.AddDate(0, 0, 1)
@@ -89,6 +148,10 @@ type plan struct {
 	Raw     []Interval
 }
 
+// countOnly reports whether the plan is one bucket and nothing else: its
+// row's user count is the interval's, no bitmap needed.
+func (p plan) countOnly() bool { return len(p.Buckets) == 1 && len(p.Raw) == 0 }
+
 // freshness says which buckets may be read: not a dirty minute, and no
 // pending recomputation of the bucket itself.
 type freshness struct {
@@ -111,6 +174,14 @@ func (f *freshness) usable(g Grain, b, end time.Time) bool {
 // finer ones, and raw intervals for whatever no bucket covers.
 func decompose(iv Interval, f *freshness) plan {
 	var p plan
+	// An hour of a zone offset by :30 or :45 is one bucket when it is
+	// current (the hierarchy would take 4 quarters).
+	for _, g := range []Grain{HourAt30, HourAt45} {
+		if b := iv.From.UTC(); g.Trunc(b).Equal(b) && g.Next(b).Equal(iv.To.UTC()) && f.usable(g, b, iv.To.UTC()) {
+			p.Buckets = []bucketKey{{g, b.UnixMicro()}}
+			return p
+		}
+	}
 	cover(&p, iv.From.UTC(), iv.To.UTC(), Month, f)
 	return p
 }

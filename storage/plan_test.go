@@ -120,3 +120,53 @@ func FuzzDecompose(f *testing.F) {
 		checkPartition(t, lo, hi, decompose(Interval{From: lo, To: hi}, fr), fr)
 	})
 }
+
+// TestDecomposeOffsetHours: an hour of a zone offset by :30 or :45 is one
+// bucket of its grain when that bucket is current, 4 quarters when it is
+// pending or a minute in it is dirty, and any other hour-long interval is
+// left to the hierarchy.
+func TestDecomposeOffsetHours(t *testing.T) {
+	h := time.Date(2024, 3, 1, 10, 0, 0, 0, time.UTC)
+	clean := &freshness{pending: map[bucketKey]bool{}}
+	for _, c := range []struct {
+		name  string
+		from  time.Time
+		f     *freshness
+		grain Grain
+		n     int
+	}{
+		{"Kolkata hour", h.Add(30 * time.Minute), clean, HourAt30, 1},
+		{"Kathmandu hour", h.Add(45 * time.Minute), clean, HourAt45, 1},
+		{"UTC hour", h, clean, Hour, 1},
+		{"Kolkata hour, pending", h.Add(30 * time.Minute), &freshness{pending: map[bucketKey]bool{{HourAt30, h.Add(30 * time.Minute).UnixMicro()}: true}}, Quarter, 4},
+		{"Kathmandu hour, a dirty minute", h.Add(45 * time.Minute), &freshness{pending: map[bucketKey]bool{}, dirty: []int64{h.Add(50 * time.Minute).UnixMicro()}}, Quarter, 3},
+		{"an hour at :15", h.Add(15 * time.Minute), clean, Quarter, 4},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			to := c.from.Add(time.Hour)
+			p := decompose(Interval{From: c.from, To: to}, c.f)
+			checkPartition(t, c.from, to, p, c.f)
+			n := 0
+			for _, k := range p.Buckets {
+				if k.Grain == c.grain {
+					n++
+				}
+			}
+			if n != c.n {
+				t.Fatalf("plan %+v: %d %s buckets, want %d", p, n, c.grain, c.n)
+			}
+			if c.n == 1 && !p.countOnly() {
+				t.Fatalf("plan %+v: one bucket should need no bitmap", p)
+			}
+		})
+	}
+	for _, g := range []Grain{HourAt30, HourAt45} {
+		at := h.Add(g.offset() + 20*time.Minute)
+		if b := g.Trunc(at); !b.Equal(h.Add(g.offset())) || !g.Next(b).Equal(b.Add(time.Hour)) {
+			t.Fatalf("%s: Trunc(%s) = %s", g, at, b)
+		}
+		if b := g.Trunc(h.Add(10 * time.Minute)); !b.Equal(h.Add(g.offset() - time.Hour)) {
+			t.Fatalf("%s: Trunc(10:10) = %s", g, b)
+		}
+	}
+}

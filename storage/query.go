@@ -109,19 +109,21 @@ const (
 	// 30-day summary on 2M rows). TestHotQueryPlansNeedNoStatistics holds it.
 	//
 	// The buckets' counts, and their user bitmaps unless the caller
-	// already holds the bucket's current version (known, 0 for none): a
-	// cold query gets everything in one pass over the buckets, a warm one
-	// no bitmap at all. A bitmap left out is never read from its TOAST.
-	totalsMetaSQL = `SELECT t.grain, t.bucket, t.version, t.events, t.type_names, t.type_counts,
-			CASE WHEN t.version = k.known THEN NULL ELSE t.users END
-		FROM unnest($1::int2[], $2::timestamptz[], $3::int8[]) k(grain, bucket, known)
+	// already holds the bucket's current version (known, 0 for none) or
+	// needs only its user count (want false: the bucket is a whole
+	// interval, and its row has users_count): a cold query gets everything
+	// in one pass over the buckets, a warm one no bitmap at all. A bitmap
+	// left out is never read from its TOAST.
+	totalsMetaSQL = `SELECT t.grain, t.bucket, t.version, t.events, t.users_count, t.type_names, t.type_counts,
+			CASE WHEN t.version = k.known OR (NOT k.want AND t.users_count IS NOT NULL) THEN NULL ELSE t.users END
+		FROM unnest($1::int2[], $2::timestamptz[], $3::int8[], $4::bool[]) k(grain, bucket, known, want)
 		CROSS JOIN LATERAL (SELECT * FROM rollup_totals t
 			WHERE t.grain = k.grain AND t.bucket = k.bucket OFFSET 0) t`
-	typesMetaSQL = `SELECT t.grain, t.bucket, t.version, t.events,
-			CASE WHEN t.version = k.known THEN NULL ELSE t.users END
-		FROM unnest($1::int2[], $2::timestamptz[], $3::int8[]) k(grain, bucket, known)
+	typesMetaSQL = `SELECT t.grain, t.bucket, t.version, t.events, t.users_count,
+			CASE WHEN t.version = k.known OR (NOT k.want AND t.users_count IS NOT NULL) THEN NULL ELSE t.users END
+		FROM unnest($1::int2[], $2::timestamptz[], $3::int8[], $4::bool[]) k(grain, bucket, known, want)
 		CROSS JOIN LATERAL (SELECT * FROM rollup_types t
-			WHERE t.event_type = $4 AND t.grain = k.grain AND t.bucket = k.bucket OFFSET 0) t`
+			WHERE t.event_type = $5 AND t.grain = k.grain AND t.bucket = k.bucket OFFSET 0) t`
 	// The bitmaps of buckets whose version was known but whose bitmap left
 	// the cache before it was read (rare: a full cache evicting).
 	totalsUsersSQL = `SELECT t.version, t.users, t.grain, t.bucket
@@ -148,6 +150,7 @@ const (
 type bucketMeta struct {
 	version int64
 	events  int64
+	users   *int64 // users_count: nil for a row written before it existed
 	names   []string
 	counts  []int64
 }
@@ -242,6 +245,7 @@ type aggregation struct {
 	grains []int16
 	starts []time.Time
 	known  []int64 // the version whose bitmap is cached, or 0
+	want   []bool  // the bitmap is needed (false: the bucket is a whole interval, its count will do)
 	rawLo  []time.Time
 	rawHi  []time.Time
 	rawIdx []int32
@@ -281,13 +285,18 @@ func (a *aggregation) plan(f *freshness) {
 			continue
 		}
 		a.plans[i] = decompose(iv, f)
+		whole := a.plans[i].countOnly()
 		for _, k := range a.plans[i].Buckets {
-			if _, ok := a.index[k]; !ok {
-				a.index[k] = len(a.grains)
+			j, ok := a.index[k]
+			if !ok {
+				j = len(a.grains)
+				a.index[k] = j
 				a.grains = append(a.grains, int16(k.Grain))
 				a.starts = append(a.starts, k.time())
 				a.known = append(a.known, a.db.bitmaps.known(bucketID{a.eventType, k}))
+				a.want = append(a.want, false)
 			}
+			a.want[j] = a.want[j] || !whole
 		}
 		for _, r := range a.plans[i].Raw {
 			a.rawLo, a.rawHi, a.rawIdx = append(a.rawLo, r.From), append(a.rawHi, r.To), append(a.rawIdx, int32(i))
@@ -308,9 +317,9 @@ func (a *aggregation) loadMetasAndRaw(ctx context.Context) error {
 	batch := &pgx.Batch{}
 	if len(a.grains) > 0 {
 		if a.eventType == "" {
-			batch.Queue(totalsMetaSQL, a.grains, a.starts, a.known).Query(a.scanMetas)
+			batch.Queue(totalsMetaSQL, a.grains, a.starts, a.known, a.want).Query(a.scanMetas)
 		} else {
-			batch.Queue(typesMetaSQL, a.grains, a.starts, a.known, a.eventType).Query(a.scanMetas)
+			batch.Queue(typesMetaSQL, a.grains, a.starts, a.known, a.want, a.eventType).Query(a.scanMetas)
 		}
 	}
 	if len(a.rawLo) > 0 {
@@ -332,9 +341,9 @@ func (a *aggregation) scanMetas(rows pgx.Rows) error {
 		m := &bucketMeta{}
 		var err error
 		if a.eventType == "" {
-			err = rows.Scan(&g, &b, &m.version, &m.events, &m.names, &m.counts, &users)
+			err = rows.Scan(&g, &b, &m.version, &m.events, &m.users, &m.names, &m.counts, &users)
 		} else {
-			err = rows.Scan(&g, &b, &m.version, &m.events, &users)
+			err = rows.Scan(&g, &b, &m.version, &m.events, &m.users, &users)
 		}
 		if err != nil {
 			return err
@@ -384,6 +393,9 @@ func (a *aggregation) loadBitmaps(ctx context.Context) error {
 		if _, ok := a.bitmaps[m.version]; ok {
 			continue // read in step 3
 		}
+		if !a.want[j] && m.users != nil {
+			continue // its count will do
+		}
 		if bm, ok := a.db.bitmaps.get(m.version); ok {
 			a.bitmaps[m.version] = bm
 			continue
@@ -428,6 +440,7 @@ func (a *aggregation) combine() []summary.Summary {
 	for i := range a.ivs {
 		s := &a.out[i]
 		var parts []*roaring.Bitmap
+		var counted *int64 // the users of a whole-interval bucket, without its bitmap
 		for _, k := range a.plans[i].Buckets {
 			m := a.metas[a.index[k]]
 			if m == nil {
@@ -441,7 +454,11 @@ func (a *aggregation) combine() []summary.Summary {
 			} else {
 				a.typeCounts[i][a.eventType] += m.events
 			}
-			parts = append(parts, a.bitmaps[m.version])
+			if bm, ok := a.bitmaps[m.version]; ok {
+				parts = append(parts, bm)
+			} else {
+				counted = m.users // countOnly, and loadBitmaps skipped it
+			}
 		}
 		var rawIDs []uint32
 		var names int64
@@ -453,6 +470,9 @@ func (a *aggregation) combine() []summary.Summary {
 			}
 		}
 		s.UniqueUsers = uniqueUsers(parts, rawIDs) + names
+		if counted != nil {
+			s.UniqueUsers = *counted
+		}
 		s.EventsByType = make(summary.TypeCounts, 0, len(a.typeCounts[i]))
 		for name, n := range a.typeCounts[i] {
 			if n > 0 {

@@ -78,7 +78,7 @@ func NewRollupMetrics(reg prometheus.Registerer) *RollupMetrics {
 	for _, r := range []string{"ok", "error"} {
 		m.runs.WithLabelValues(r)
 	}
-	for g := Minute; g <= Month; g++ {
+	for _, g := range Grains {
 		m.buckets.WithLabelValues(g.String())
 	}
 	reg.MustRegister(m.runs, m.buckets, m.duration, m.dirty, m.lag, m.leader)
@@ -465,9 +465,9 @@ func (r *Roller) rollMinutes(ctx context.Context, conn *pgx.Conn) (marks, events
 	if err := writeBuckets(ctx, tx, Minute, minutes, aggs); err != nil {
 		return 0, 0, err
 	}
-	// Every ancestor is marked at once, not only the hour: a reader must
+	// Every ancestor is marked at once, not only the quarter: a reader must
 	// not use a day whose hour is about to change.
-	for g := Quarter; g <= Month; g++ {
+	for _, g := range Grains[1:] {
 		if err := markPending(ctx, tx, g, minutes); err != nil {
 			return 0, 0, err
 		}
@@ -522,16 +522,16 @@ func writeBuckets(ctx context.Context, tx pgx.Tx, g Grain, starts []time.Time, a
 			if err != nil {
 				return err
 			}
-			types = append(types, []any{int16(g), starts[i], name, t.events, tu})
+			types = append(types, []any{int16(g), starts[i], name, t.events, tu, int64(t.users.GetCardinality())})
 		}
-		totals = append(totals, []any{int16(g), starts[i], a.events, users, names, counts})
+		totals = append(totals, []any{int16(g), starts[i], a.events, users, names, counts, int64(a.users.GetCardinality())})
 	}
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"rollup_totals"},
-		[]string{"grain", "bucket", "events", "users", "type_names", "type_counts"}, pgx.CopyFromRows(totals)); err != nil {
+		[]string{"grain", "bucket", "events", "users", "type_names", "type_counts", "users_count"}, pgx.CopyFromRows(totals)); err != nil {
 		return err
 	}
 	_, err := tx.CopyFrom(ctx, pgx.Identifier{"rollup_types"},
-		[]string{"grain", "bucket", "event_type", "events", "users"}, pgx.CopyFromRows(types))
+		[]string{"grain", "bucket", "event_type", "events", "users", "users_count"}, pgx.CopyFromRows(types))
 	return err
 }
 
@@ -577,13 +577,13 @@ func (r *Roller) rollParents(ctx context.Context, conn *pgx.Conn) error {
 		return tx.Commit(ctx)
 	}
 	now := r.o.Now()
-	for g := Quarter; g <= Month; g++ {
+	for _, g := range rollOrder {
 		// The grain-g buckets with a pending child (minutes are never
 		// pending: dirty minutes are handled by readers).
 		waiting := map[int64]bool{}
-		if g-1 > Minute {
+		if g.child() > Minute {
 			for k := range pending {
-				if k.Grain == g-1 {
+				if k.Grain == g.child() {
 					waiting[g.Trunc(k.time()).UnixMicro()] = true
 				}
 			}
@@ -617,12 +617,12 @@ func (r *Roller) rollParents(ctx context.Context, conn *pgx.Conn) error {
 		for _, t := range todo {
 			delete(pending, bucketKey{g, t.UnixMicro()})
 		}
-		if g < Month {
-			if err := markPending(ctx, tx, g+1, todo); err != nil {
+		for _, p := range g.parents() {
+			if err := markPending(ctx, tx, p, todo); err != nil {
 				return err
 			}
 			for _, t := range todo {
-				pending[bucketKey{g + 1, (g + 1).Trunc(t).UnixMicro()}] = true
+				pending[bucketKey{p, p.Trunc(t).UnixMicro()}] = true
 			}
 		}
 		r.o.Metrics.buckets.WithLabelValues(g.String()).Add(float64(len(todo)))
@@ -644,7 +644,7 @@ const (
 			WHERE grain = $3 AND bucket >= p.lo AND bucket < p.hi OFFSET 0) t`
 )
 
-// childAggregates computes grain-g buckets from their grain g-1 children.
+// childAggregates computes grain-g buckets from their children.
 func childAggregates(ctx context.Context, tx pgx.Tx, g Grain, starts []time.Time) ([]*bucketAgg, error) {
 	ends := make([]time.Time, len(starts))
 	for i, s := range starts {
@@ -655,7 +655,7 @@ func childAggregates(ctx context.Context, tx pgx.Tx, g Grain, starts []time.Time
 	for i := range aggs {
 		aggs[i] = newBucketAgg()
 	}
-	rows, err := tx.Query(ctx, childTotalsSQL, starts, ends, int16(g-1))
+	rows, err := tx.Query(ctx, childTotalsSQL, starts, ends, int16(g.child()))
 	if err != nil {
 		return nil, err
 	}
@@ -679,7 +679,7 @@ func childAggregates(ctx context.Context, tx pgx.Tx, g Grain, starts []time.Time
 	for j := range aggs {
 		aggs[j].users = roaring.FastOr(parts[j]...)
 	}
-	rows, err = tx.Query(ctx, childTypesSQL, starts, ends, int16(g-1))
+	rows, err = tx.Query(ctx, childTypesSQL, starts, ends, int16(g.child()))
 	if err != nil {
 		return nil, err
 	}

@@ -55,6 +55,7 @@ func TestSeriesInZonesEqualNaiveSQL(t *testing.T) {
 	}
 	check("cold")
 	check("warm")
+	countOnly(t, db, end)
 	var known int
 	if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM rollup_totals WHERE grain = $1`, int16(Quarter)).Scan(&known); err != nil || known == 0 {
 		t.Fatalf("%d quarter buckets (%v)", known, err)
@@ -69,4 +70,38 @@ func TestSeriesInZonesEqualNaiveSQL(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("rewritten")
+	countOnly(t, db, end)
+}
+
+// countOnly: a cold hourly series over closed hours in whole-hour, :30
+// and :45 zones reads one rollup row per hour and no bitmap (each bucket
+// is a whole interval: its users_count answers), and still equals plain
+// SQL (compare).
+func countOnly(t *testing.T, db *DB, end time.Time) {
+	t.Helper()
+	for _, c := range []struct {
+		tz    string
+		grain Grain
+	}{{"Europe/Berlin", Hour}, {"Asia/Kolkata", HourAt30}, {"Asia/Kathmandu", HourAt45}} {
+		var ivs []Interval
+		first := c.grain.Trunc(end.Add(-48 * time.Hour))
+		for b := first; !c.grain.Next(b).After(end); b = c.grain.Next(b) {
+			ivs = append(ivs, Interval{From: b, To: c.grain.Next(b)})
+		}
+		var rows int
+		if err := db.pool.QueryRow(context.Background(), `SELECT count(*) FROM rollup_totals
+			WHERE grain = $1 AND bucket >= $2 AND bucket < $3 AND users_count IS NOT NULL`, int16(c.grain), first, ivs[len(ivs)-1].To).Scan(&rows); err != nil {
+			t.Fatal(err)
+		}
+		if rows != len(ivs) {
+			t.Fatalf("%s: %d of %d %s buckets have a row with users_count", c.tz, rows, len(ivs), c.grain)
+		}
+		for _, typ := range []string{"", "click"} {
+			db.ResetCaches()
+			compare(t, db, typ, ivs)
+			if n, _ := db.BitmapCacheStats(); n != 0 {
+				t.Fatalf("%s %q: a cold series of %d whole %s buckets decoded %d bitmaps, want none", c.tz, typ, len(ivs), c.grain, n)
+			}
+		}
+	}
 }
