@@ -98,7 +98,7 @@ func TestLocalTier(t *testing.T) {
 
 	// Never kept longer than the cache would keep it.
 	svc.local.ttl = 2 * time.Second
-	r2 := Range{From: clock.Add(-2 * time.Hour), To: clock}
+	r2 := Range{From: clock.Add(-2 * time.Hour), To: clock.Add(-2 * time.Second)}
 	cache.m[r2.Key()] = Entry{Summary: Summary{TotalEvents: 5, EventsByType: TypeCounts{}}, ComputedAt: clock.Add(-1500 * time.Millisecond)}
 	if res, _ := svc.Get(ctx, r2); !res.Cached {
 		t.Fatal("cache hit not cached")
@@ -132,5 +132,53 @@ func TestLocalTierOffWithoutCache(t *testing.T) {
 	}
 	if store.calls != 2 {
 		t.Fatalf("%d store calls, want 2", store.calls)
+	}
+}
+
+// TestLiveAbsoluteRangeIsNotServedFromAnEarlierInterval: an absolute range
+// that ends in the future keeps one cache key while its numbers change. A
+// cached answer for it is used within the interval it was computed in,
+// never after (the cache's TTL is a minute; the stream refreshes every
+// interval, and the page and the stream must not disagree for a minute).
+// Once the range has ended, an answer computed after its end is used
+// across intervals as before.
+func TestLiveAbsoluteRangeIsNotServedFromAnEarlierInterval(t *testing.T) {
+	ctx := context.Background()
+	clock := time.Date(2024, 5, 1, 12, 0, 1, 0, time.UTC)
+	cache := &countingCache{m: map[string]Entry{}}
+	store := &settableStore{total: 10}
+	for _, local := range []int{0, 100} {
+		svc := NewService(store, cache, ServiceOptions{LocalEntries: local, RefreshInterval: 5 * time.Second, CacheTTL: time.Minute})
+		svc.now = func() time.Time { return clock }
+		r := Range{From: clock.Add(-time.Hour), To: clock.Add(time.Hour)} // ends in an hour
+		get := func(want int64, cached bool) {
+			t.Helper()
+			res, err := svc.Get(ctx, r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Summary.TotalEvents != want || res.Cached != cached {
+				t.Fatalf("local tier %d at %s: %d (cached %v), want %d (cached %v)", local, clock.Format("15:04:05.0"), res.Summary.TotalEvents, res.Cached, want, cached)
+			}
+		}
+		store.total = 10
+		clear(cache.m)
+		get(10, false)
+		store.total = 11
+		clock = clock.Add(3 * time.Second) // 12:00:04, same interval
+		get(10, true)
+		clock = clock.Add(time.Second) // 12:00:05, the next one
+		get(11, false)
+		store.total = 12
+		clock = clock.Add(4 * time.Second) // 12:00:09
+		get(11, true)
+
+		// After its end: computed once past it, cached from then on.
+		clock = r.To.Add(time.Second)
+		get(12, false)
+		store.total = 13
+		clock = clock.Add(30 * time.Second)
+		get(12, true)
+		clock = r.To.Add(-2 * time.Hour) // back, for the next round
 	}
 }

@@ -65,6 +65,7 @@ type Service struct {
 	log          *slog.Logger
 	metrics      *Metrics
 	queryTimeout time.Duration
+	interval     time.Duration // the refresh interval (0: unknown)
 	now          func() time.Time
 	group        singleflight.Group
 	lastCacheLog atomic.Int64 // unix nanos of the last logged cache error
@@ -92,7 +93,11 @@ type ServiceOptions struct {
 	// LocalEntries bounds the in-process tier in front of the cache; zero
 	// turns it off. Its entries live until the next RefreshInterval
 	// boundary and at most CacheTTL.
-	LocalEntries    int
+	LocalEntries int
+	// RefreshInterval is the live stream's step. A cached answer for a
+	// range that had not ended when it was computed (an absolute range
+	// ending in the future) is used only within the interval it was
+	// computed in, as a relative range's is.
 	RefreshInterval time.Duration
 	CacheTTL        time.Duration
 	Logger          *slog.Logger
@@ -111,7 +116,7 @@ func NewService(store Store, cache Cache, o ServiceOptions) *Service {
 		o.Metrics = NewMetrics(prometheus.NewRegistry())
 	}
 	s := &Service{store: store, cache: cache, log: o.Logger, metrics: o.Metrics,
-		queryTimeout: o.QueryTimeout, now: time.Now}
+		queryTimeout: o.QueryTimeout, interval: o.RefreshInterval, now: time.Now}
 	if cache != nil && o.LocalEntries > 0 && o.RefreshInterval > 0 && o.CacheTTL > 0 {
 		s.local = newLocalTier(o.RefreshInterval, o.CacheTTL, o.LocalEntries)
 	}
@@ -142,6 +147,10 @@ func (s *Service) Get(ctx context.Context, r Range) (Result, error) {
 		switch {
 		case err != nil:
 			s.cacheFailed(err)
+		case ok && !s.current(r, e.ComputedAt):
+			// Computed before the range ended, in an earlier interval:
+			// events may have arrived since.
+			s.metrics.cacheRequests.WithLabelValues("miss").Inc()
 		case ok:
 			s.metrics.cacheRequests.WithLabelValues("hit").Inc()
 			e.Summary.Effective = e.Effective
@@ -164,6 +173,20 @@ func (s *Service) Get(ctx context.Context, r Range) (Result, error) {
 	case <-ctx.Done():
 		return Result{}, ctx.Err()
 	}
+}
+
+// current reports whether an answer for r computed at is still the
+// answer: r had ended when it was computed (what a later event can change
+// is left to the cache's TTL, as before), or it was computed within the
+// current refresh interval. A relative range resolves to the start of the
+// interval it is asked in, so its answers are always the former; an
+// absolute range that ends in the future is the latter, or an answer up
+// to CACHE_TTL old would be served while the stream shows newer numbers.
+func (s *Service) current(r Range, at time.Time) bool {
+	if s.interval <= 0 || !at.Before(r.To) {
+		return true
+	}
+	return Tick(at, s.interval) == Tick(s.now(), s.interval)
 }
 
 // Refresh recomputes r in the store and writes the cache, whatever the
