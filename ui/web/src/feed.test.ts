@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { initial, next, nextPollMs, polls, type FeedEvent, type FeedState } from "./feed";
+import { initial, next, nextPollMs, polls, probeNow, type FeedEvent, type FeedState } from "./feed";
 
 const run = (...events: FeedEvent[]): FeedState => events.reduce(next, initial);
 
@@ -23,6 +23,15 @@ describe("feed fallback", () => {
     expect(off.mode).toBe("offline");
     expect(polls(off.mode)).toBe(true);
     expect(next(off, "poll-ok").mode).toBe("polling");
+  });
+
+  it("tries the stream at once when the server answers again after failed polls", () => {
+    const off = run("message", "stream-error", "stream-error", "poll-fail", "poll-fail");
+    const back = next(off, "poll-ok");
+    expect(probeNow(off.mode, back.mode)).toBe(true);
+    // Not on every poll while polling (the probe timer does that), nor when the stream first fails.
+    expect(probeNow(back.mode, next(back, "poll-ok").mode)).toBe(false);
+    expect(probeNow("reconnecting", "polling")).toBe(false);
   });
 
   it("returns to the stream when a probe delivers", () => {

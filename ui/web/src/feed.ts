@@ -48,6 +48,16 @@ export function next(s: FeedState, e: FeedEvent): FeedState {
   }
 }
 
+/**
+ * Should a trial stream be opened at once, not at the next probe? When the
+ * server answers again after polls failed (offline → polling): it is
+ * probably back, and a wall screen should not wait up to a probe period to
+ * be live again.
+ */
+export function probeNow(before: Mode, after: Mode): boolean {
+  return before === "offline" && after === "polling";
+}
+
 /** Is the feed expected to poll in this mode? */
 export function polls(m: Mode): boolean {
   return m === "polling" || m === "offline";
@@ -112,6 +122,7 @@ export class Feed {
       clearTimeout(this.pollTimer);
       clearInterval(this.probeTimer);
     }
+    if (probeNow(before, this.st.mode) && this.o.stream !== false) this.tryStream();
   }
 
   private openStream(): void {
