@@ -1,8 +1,9 @@
 -- Hours of zones offset by :30 and :45, and each bucket's user count.
 --
--- Grains 5 and 6 are the hours [hh:30, hh+1:30) and [hh:45, hh+1:45) UTC,
--- the hours of India, Iran, Newfoundland and central Australia (:30) and of
--- Nepal and Chatham (:45). Each is computed from its 4 quarter-hours by the
+-- Grains 5 and 6 are the hours [hh:30, hh+1:30) and [hh:15, hh+1:15) UTC:
+-- the local hours of zones offset by :30 (India, Iran, Myanmar,
+-- Newfoundland, central Australia) and by :45 (Nepal +05:45, Chatham
+-- +12:45, Eucla +08:45). Each is computed from its 4 quarter-hours by the
 -- worker, beside the hierarchy (nothing is computed from them). An hourly
 -- series in those zones then reads one bucket per hour instead of 4.
 --
@@ -22,7 +23,7 @@ SELECT DISTINCT g.grain, g.bucket
 FROM rollup_totals t
 CROSS JOIN LATERAL (VALUES
     (5, date_bin('1 hour', t.bucket, TIMESTAMPTZ '2000-01-01 00:30:00+00')),
-    (6, date_bin('1 hour', t.bucket, TIMESTAMPTZ '2000-01-01 00:45:00+00'))
+    (6, date_bin('1 hour', t.bucket, TIMESTAMPTZ '2000-01-01 00:15:00+00'))
 ) AS g(grain, bucket)
 WHERE t.grain = 0
 ON CONFLICT DO NOTHING;

@@ -8,7 +8,7 @@ import (
 )
 
 // Grain is the size of a rollup bucket. Buckets are aligned in UTC, the
-// offset hours at :30 and :45 past the UTC hour.
+// offset hours at :30 and :15 past the UTC hour.
 type Grain int16
 
 // The grains of the hierarchy, finest first, then the offset hours; the
@@ -19,23 +19,25 @@ const (
 	Hour
 	Day
 	Month
-	// The hours of zones offset by :30 (India, Iran, Newfoundland, central
-	// Australia) and by :45 (Nepal, Chatham): [hh:30, hh+1:30) and
-	// [hh:45, hh+1:45) UTC, each from its 4 quarters. They sit beside the
-	// hierarchy (no parent): an hourly series in those zones reads one
-	// bucket per hour, as it does in whole-hour zones.
+	// The hours of zones offset by :30 (India +05:30, Iran, Myanmar,
+	// Newfoundland −03:30, central Australia): [hh:30, hh+1:30) UTC; and
+	// of zones offset by :45 (Nepal +05:45, Chatham +12:45, Eucla +08:45),
+	// whose local hours start at :15 past the UTC hour: [hh:15, hh+1:15).
+	// Each is computed from its 4 quarters. They sit beside the hierarchy
+	// (no parent): an hourly series in those zones reads one bucket per
+	// hour, as it does in whole-hour zones.
 	HourAt30
-	HourAt45
+	HourAt15
 )
 
 // Grains lists every grain, the hierarchy first.
-var Grains = []Grain{Minute, Quarter, Hour, Day, Month, HourAt30, HourAt45}
+var Grains = []Grain{Minute, Quarter, Hour, Day, Month, HourAt30, HourAt15}
 
 // rollOrder is the order the worker recomputes pending buckets in: every
 // grain after its children.
-var rollOrder = []Grain{Quarter, HourAt30, HourAt45, Hour, Day, Month}
+var rollOrder = []Grain{Quarter, HourAt30, HourAt15, Hour, Day, Month}
 
-var grainNames = [...]string{"minute", "quarter", "hour", "day", "month", "hour:30", "hour:45"}
+var grainNames = [...]string{"minute", "quarter", "hour", "day", "month", "hour:30", "hour:15"}
 
 func (g Grain) String() string {
 	if g < Minute || int(g) >= len(grainNames) {
@@ -49,7 +51,7 @@ func (g Grain) child() Grain {
 	switch g {
 	case Quarter:
 		return Minute
-	case Hour, HourAt30, HourAt45:
+	case Hour, HourAt30, HourAt15:
 		return Quarter
 	default: // Day, Month
 		return g - 1
@@ -62,7 +64,7 @@ func (g Grain) parents() []Grain {
 	case Minute:
 		return []Grain{Quarter}
 	case Quarter:
-		return []Grain{Hour, HourAt30, HourAt45}
+		return []Grain{Hour, HourAt30, HourAt15}
 	case Hour:
 		return []Grain{Day}
 	case Day:
@@ -77,8 +79,8 @@ func (g Grain) offset() time.Duration {
 	switch g {
 	case HourAt30:
 		return 30 * time.Minute
-	case HourAt45:
-		return 45 * time.Minute
+	case HourAt15:
+		return 15 * time.Minute
 	default:
 		return 0
 	}
@@ -94,7 +96,7 @@ func (g Grain) Trunc(t time.Time) time.Time {
 		return t.Truncate(15 * time.Minute)
 	case Hour:
 		return t.Truncate(time.Hour)
-	case HourAt30, HourAt45:
+	case HourAt30, HourAt15:
 		off := g.offset()
 		return t.Add(-off).Truncate(time.Hour).Add(off)
 	case Day:
@@ -111,7 +113,7 @@ func (g Grain) Next(b time.Time) time.Time {
 		return b.Add(time.Minute)
 	case Quarter:
 		return b.Add(15 * time.Minute)
-	case Hour, HourAt30, HourAt45:
+	case Hour, HourAt30, HourAt15:
 		return b.Add(time.Hour)
 	case Day:
 		return b.AddDate(0, 0, 1)
@@ -176,7 +178,7 @@ func decompose(iv Interval, f *freshness) plan {
 	var p plan
 	// An hour of a zone offset by :30 or :45 is one bucket when it is
 	// current (the hierarchy would take 4 quarters).
-	for _, g := range []Grain{HourAt30, HourAt45} {
+	for _, g := range []Grain{HourAt30, HourAt15} {
 		if b := iv.From.UTC(); g.Trunc(b).Equal(b) && g.Next(b).Equal(iv.To.UTC()) && f.usable(g, b, iv.To.UTC()) {
 			p.Buckets = []bucketKey{{g, b.UnixMicro()}}
 			return p
