@@ -29,10 +29,14 @@ type localEntry struct {
 	expires int64  // unix nanos
 }
 
-// encodedBody is a result's response body, encoded on first use.
+// encodedBody is a result's response body, encoded on first use, and its
+// Last-Modified header value.
 type encodedBody struct {
 	once sync.Once
 	b    []byte
+
+	modOnce sync.Once
+	mod     string
 }
 
 func newLocalTier(interval, ttl time.Duration, max int) *localTier {
@@ -95,6 +99,19 @@ func (res Result) Body(r Range) []byte {
 	}
 	res.body.once.Do(func() { res.body.b = encodeBody(r, res) })
 	return res.body.b
+}
+
+// httpDate is net/http's TimeFormat (the domain does not import net/http).
+const httpDate = "Mon, 02 Jan 2006 15:04:05 GMT"
+
+// LastModified is ComputedAt as an HTTP date, formatted once for every
+// request that gets an answer from the in-process tier.
+func (res Result) LastModified() string {
+	if res.body == nil {
+		return res.ComputedAt.UTC().Format(httpDate)
+	}
+	res.body.modOnce.Do(func() { res.body.mod = res.ComputedAt.UTC().Format(httpDate) })
+	return res.body.mod
 }
 
 func encodeBody(r Range, res Result) []byte {

@@ -182,3 +182,14 @@ func TestLiveAbsoluteRangeIsNotServedFromAnEarlierInterval(t *testing.T) {
 		clock = r.To.Add(-2 * time.Hour) // back, for the next round
 	}
 }
+
+func TestLastModified(t *testing.T) {
+	at := time.Date(2024, 5, 1, 14, 0, 1, 0, time.FixedZone("CEST", 2*3600))
+	for _, res := range []Result{{ComputedAt: at}, {ComputedAt: at, body: &encodedBody{}}} {
+		for range 2 {
+			if got := res.LastModified(); got != "Wed, 01 May 2024 12:00:01 GMT" {
+				t.Fatalf("LastModified = %q", got)
+			}
+		}
+	}
+}

@@ -202,3 +202,20 @@ func TestSpecSlidesWithTimeUnderOneKey(t *testing.T) {
 		t.Fatalf("absolute key %s", abs.Key())
 	}
 }
+
+// FuzzFormatInstant: the hand-written formatter writes what time.Format
+// writes, for any instant (years outside 0–9999 take time.Format itself).
+func FuzzFormatInstant(f *testing.F) {
+	f.Add(int64(0), int64(0))
+	f.Add(int64(1_700_000_000), int64(123_000_000))
+	f.Add(int64(1_700_000_000), int64(123_456_789))
+	f.Add(int64(-62_135_596_800), int64(1_000))       // 0001-01-01
+	f.Add(int64(253_402_300_799), int64(999_999_999)) // 9999-12-31T23:59:59
+	f.Add(int64(-70_000_000_000), int64(5))
+	f.Fuzz(func(t *testing.T, sec, nsec int64) {
+		at := time.Unix(sec, nsec%int64(time.Second))
+		if got, want := FormatInstant(at), formatInstantSlow(at.UTC()); got != want {
+			t.Fatalf("FormatInstant(%v) = %q, want %q", at, got, want)
+		}
+	})
+}
