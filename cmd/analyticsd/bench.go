@@ -450,7 +450,7 @@ func benchEndpoint(ctx context.Context, w io.Writer, db *storage.DB, rows []inge
 	broker := stream.New(nil, nil, stream.Options{})
 	defer broker.Close()
 	h := api.New(api.Deps{Events: db, Series: db, Broker: broker, Keys: keys, Registry: prometheus.NewRegistry()},
-		cfg.apiOptions(slog.New(slog.DiscardHandler), slog.New(slog.DiscardHandler)))
+		cfg.apiOptions(slog.New(slog.DiscardHandler), slog.New(slog.DiscardHandler), nil))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err

@@ -108,7 +108,7 @@ func runBenchHTTP(ctx context.Context, args []string, getenv func(string) string
 	defer redis.DeletePrefix(context.WithoutCancel(ctx), rdb, cfg.RedisPrefix) //nolint:errcheck // best effort
 
 	reg := prometheus.NewRegistry()
-	st := newStack(cfg, db, db, rdb, &auth.Keys{}, reg, log, access)
+	st := newStack(cfg, db, db, rdb, &auth.Keys{}, reg, log, access, accessOut)
 	defer st.broker.Close()
 	srv := st.edge.Server(nil)
 	serverURL, stop, err := listen(srv)

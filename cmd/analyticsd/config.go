@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -134,8 +135,10 @@ func (c Config) partitionOptions() storage.PartitionOptions {
 	return storage.PartitionOptions{Grain: c.PartitionInterval, RawRetention: c.RawRetention, RollupRetention: c.RollupRetention}
 }
 
-// apiOptions are the HTTP edge's settings; access gets the request lines.
-func (c Config) apiOptions(log, access *slog.Logger) api.Options {
+// apiOptions are the HTTP edge's settings; access gets the request lines,
+// and accessOut, when not nil, is the writer under access's handler (the
+// edge then formats the lines by hand, exactly as that handler would).
+func (c Config) apiOptions(log, access *slog.Logger, accessOut io.Writer) api.Options {
 	proxies, _ := ratelimit.ParseProxies(c.TrustedProxies) // checked by Validate
 	return api.Options{
 		RefreshInterval: c.RefreshInterval,
@@ -150,6 +153,8 @@ func (c Config) apiOptions(log, access *slog.Logger) api.Options {
 		Logger:          log,
 		AccessLog:       access,
 		AccessLogSample: c.AccessLogSample,
+		AccessLogOut:    accessOut,
+		AccessLogJSON:   c.LogFormat != "text",
 
 		RateLimitAuthFailures: c.RateLimitAuthFailures,
 	}

@@ -101,7 +101,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 
-	st := newStack(cfg, db, ingested.Counted(db, ingest.SourceAPI), rdb, keys, reg, log, access)
+	st := newStack(cfg, db, ingested.Counted(db, ingest.SourceAPI), rdb, keys, reg, log, access, accessOut)
 	defer st.broker.Close()
 
 	// Shutdown waits for handlers; live streams end when the broker closes.
@@ -129,7 +129,7 @@ type stack struct {
 
 // newStack wires the serving stack over db, with ingested events written
 // through events; the caller closes the broker.
-func newStack(cfg Config, db *storage.DB, events ingest.Writer, rdb redis.Client, keys *auth.Keys, reg *prometheus.Registry, log, access *slog.Logger) stack {
+func newStack(cfg Config, db *storage.DB, events ingest.Writer, rdb redis.Client, keys *auth.Keys, reg *prometheus.Registry, log, access *slog.Logger, accessOut io.Writer) stack {
 	svc := summary.NewService(db, redis.NewCache(rdb, cfg.RedisPrefix, cfg.CacheTTL, cfg.CacheStaleTTL), summary.ServiceOptions{
 		QueryTimeout:    cfg.DBStatementTimeout,
 		LocalEntries:    cfg.CacheLocalEntries,
@@ -155,7 +155,7 @@ func newStack(cfg Config, db *storage.DB, events ingest.Writer, rdb redis.Client
 				OldestRaw: f.OldestRaw, OldestRollup: f.OldestRollup, RawRetainedFrom: f.Retention.RawFrom}, err
 		},
 		Registry: reg,
-	}, cfg.apiOptions(log, access))
+	}, cfg.apiOptions(log, access, accessOut))
 	return stack{service: svc, broker: broker, edge: edge}
 }
 

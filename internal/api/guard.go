@@ -119,7 +119,11 @@ func (g *guard) protect(h http.Handler, a access) http.Handler {
 				return
 			}
 		}
-		token, present := auth.Token(r, a.tokenInQuery)
+		var q url.Values
+		if a.tokenInQuery {
+			q = query(r)
+		}
+		token, present := auth.Token(r, q)
 		var key *auth.Key
 		if present {
 			if blocked, wait := g.authFailures.Blocked(addr); blocked {
@@ -241,7 +245,7 @@ func strictQuery(next http.Handler) http.Handler {
 			writeError(w, r, http.StatusBadRequest, summary.CodeInvalidParameter, "the query string is malformed (a bad %-escape or a ';'); send name=value pairs separated by '&'")
 			return
 		}
-		names := make([]string, 0, len(q))
+		var names []string
 		for name, vs := range q {
 			if len(vs) > 1 {
 				names = append(names, name)
@@ -256,6 +260,9 @@ func strictQuery(next http.Handler) http.Handler {
 			writeError(w, r, http.StatusBadRequest, summary.CodeInvalidParameter,
 				fmt.Sprintf("query parameter %q is given %d times; give each parameter once", name, len(q[names[0]])))
 			return
+		}
+		if info, ok := r.Context().Value(ctxKey{}).(*reqInfo); ok {
+			info.query = q
 		}
 		next.ServeHTTP(w, r)
 	})
@@ -272,7 +279,9 @@ func noBody(next http.Handler) http.Handler {
 			writeError(w, r, http.StatusRequestEntityTooLarge, "payload_too_large", "this endpoint takes no request body")
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, maxReadBody)
+		if r.Body != http.NoBody {
+			r.Body = http.MaxBytesReader(w, r.Body, maxReadBody)
+		}
 		next.ServeHTTP(w, r)
 	})
 }

@@ -4,11 +4,14 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -20,7 +23,17 @@ import (
 // so one copy of the request.
 type reqInfo struct {
 	id    string
-	route string // the matched route template, set by tagRoute
+	route string     // the matched route template, set by tagRoute
+	query url.Values // the query string as strictQuery parsed it (nil: not parsed)
+}
+
+// query is the request's query string, parsed once: strictQuery keeps what
+// it parsed for the handler.
+func query(r *http.Request) url.Values {
+	if info, ok := r.Context().Value(ctxKey{}).(*reqInfo); ok && info.query != nil {
+		return info.query
+	}
+	return r.URL.Query()
 }
 
 type ctxKey struct{}
@@ -58,6 +71,43 @@ type httpMetrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	panics   prometheus.Counter
+
+	// The children already used, by labels: a request finds its counter
+	// and histogram with one map look-up instead of hashing its label
+	// values into both vectors.
+	mu  sync.RWMutex
+	hot map[metricLabels]*routeMetrics
+}
+
+type metricLabels struct {
+	route, method string
+	code          int
+}
+
+type routeMetrics struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
+}
+
+// observe counts one request and its time to first byte.
+func (m *httpMetrics) observe(route, method string, code int, ttfb time.Duration) {
+	k := metricLabels{route, method, code}
+	m.mu.RLock()
+	rm := m.hot[k]
+	m.mu.RUnlock()
+	if rm == nil {
+		rm = &routeMetrics{m.requests.WithLabelValues(route, method, strconv.Itoa(code)), m.duration.WithLabelValues(route, method)}
+		m.mu.Lock()
+		if m.hot == nil {
+			m.hot = map[metricLabels]*routeMetrics{}
+		}
+		if len(m.hot) < 4096 { // route templates and methods are bounded; this only guards the map
+			m.hot[k] = rm
+		}
+		m.mu.Unlock()
+	}
+	rm.requests.Inc()
+	rm.duration.Observe(ttfb.Seconds())
 }
 
 // newHTTPMetrics registers the HTTP collectors on reg.
@@ -168,6 +218,8 @@ type accessLog struct {
 	log    *slog.Logger
 	sample uint64
 	n      atomic.Uint64
+	out    io.Writer // the writer under log's handler: lines are formatted by hand (accessline.go)
+	json   bool      // log's handler is a JSONHandler (else a TextHandler)
 }
 
 func (a *accessLog) wants(status int) bool {
@@ -217,14 +269,16 @@ func instrument(log *slog.Logger, access *accessLog, m *httpMetrics) func(http.H
 				if ttfb == 0 {
 					ttfb = elapsed
 				}
-				m.requests.WithLabelValues(info.route, r.Method, strconv.Itoa(status)).Inc()
-				m.duration.WithLabelValues(info.route, r.Method).Observe(ttfb.Seconds())
+				m.observe(info.route, r.Method, status, ttfb)
 				if !access.wants(status) {
 					return
 				}
 				level := slog.LevelInfo
 				if status >= 500 {
 					level = slog.LevelError
+				}
+				if access.write(r.Context(), time.Now(), level, id, r.Method, info.route, r.URL.Path, status, elapsed, r.RemoteAddr) {
+					return
 				}
 				access.log.LogAttrs(r.Context(), level, "request",
 					slog.String("request_id", id),

@@ -31,7 +31,7 @@ func (h *seriesHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if !ok {
 		return
 	}
-	q := req.URL.Query()
+	q := query(req)
 	bucket, err := summary.ParseBucket(q.Get("bucket"))
 	var loc *time.Location
 	if err == nil {

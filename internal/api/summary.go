@@ -24,7 +24,7 @@ type summaryHandler struct {
 // parseSpec reads the from, to and event_type query parameters, writing
 // the 400 itself when they are bad.
 func parseSpec(w http.ResponseWriter, req *http.Request, p summary.RangeParser) (summary.Spec, bool) {
-	q := req.URL.Query()
+	q := query(req)
 	r, err := p.ParseSpec(q.Get("from"), q.Get("to"))
 	if err == nil {
 		r.EventType, err = summary.ParseEventType(q.Get("event_type"))
@@ -96,8 +96,9 @@ func (h *summaryHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	// version the stream would send, so a client that has it gets a 304,
 	// and max-age runs to the next refresh.
 	etag := `"` + strconv.FormatInt(spec.Version(now, h.parser.Interval()), 10) + `"`
-	w.Header().Set("ETag", etag)
-	w.Header().Set("Cache-Control", maxAge(spec, h.parser))
+	hdr := w.Header()
+	hdr["Etag"] = []string{etag} // canonical keys, set directly: this is the hot path of every cached answer
+	hdr["Cache-Control"] = []string{maxAge(spec, h.parser)}
 	if match := req.Header.Get("If-None-Match"); match != "" && etagMatch(match, etag) {
 		w.WriteHeader(http.StatusNotModified)
 		return
@@ -122,7 +123,7 @@ func (h *summaryHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		staleHeaders(w)
 	}
 	if !res.ComputedAt.IsZero() {
-		w.Header().Set("Last-Modified", res.ComputedAt.UTC().Format(http.TimeFormat))
+		hdr["Last-Modified"] = []string{res.LastModified()}
 	}
 	writeBody(w, http.StatusOK, res.Body(r))
 }

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync/atomic"
 )
@@ -160,9 +161,10 @@ func Generate(scopes ...Scope) (token, entry string, err error) {
 }
 
 // Token is the key a request presents: "Authorization: Bearer <key>", or
-// the access_token query parameter when allowQuery (EventSource cannot set
-// headers). present reports whether the request tried to authenticate.
-func Token(r *http.Request, allowQuery bool) (token string, present bool) {
+// the access_token parameter of query, the request's parsed query string
+// (EventSource cannot set headers; nil: not allowed). present reports
+// whether the request tried to authenticate.
+func Token(r *http.Request, query url.Values) (token string, present bool) {
 	if h := r.Header.Get("Authorization"); h != "" {
 		scheme, rest, _ := strings.Cut(h, " ")
 		if !strings.EqualFold(scheme, "Bearer") {
@@ -170,10 +172,8 @@ func Token(r *http.Request, allowQuery bool) (token string, present bool) {
 		}
 		return strings.TrimSpace(rest), true
 	}
-	if allowQuery {
-		if v, ok := r.URL.Query()["access_token"]; ok {
-			return v[0], true
-		}
+	if v, ok := query["access_token"]; ok && len(v) > 0 {
+		return v[0], true
 	}
 	return "", false
 }

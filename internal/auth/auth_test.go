@@ -35,18 +35,18 @@ func TestKeys(t *testing.T) {
 
 func TestToken(t *testing.T) {
 	r := httptest.NewRequest("GET", "/x?access_token=q", nil)
-	if tok, ok := Token(r, true); tok != "q" || !ok {
+	if tok, ok := Token(r, r.URL.Query()); tok != "q" || !ok {
 		t.Fatalf("query token: %q %v", tok, ok)
 	}
-	if _, ok := Token(r, false); ok {
+	if _, ok := Token(r, nil); ok {
 		t.Fatal("query token accepted where it is not allowed")
 	}
 	r.Header.Set("Authorization", "bearer  h ")
-	if tok, ok := Token(r, true); tok != "h" || !ok {
+	if tok, ok := Token(r, r.URL.Query()); tok != "h" || !ok {
 		t.Fatalf("header token: %q %v", tok, ok)
 	}
 	r.Header.Set("Authorization", "Basic dXNlcjpwYXNz")
-	if tok, ok := Token(r, true); tok != "" || !ok {
+	if tok, ok := Token(r, r.URL.Query()); tok != "" || !ok {
 		t.Fatalf("basic auth: %q %v (want an attempt with no token)", tok, ok)
 	}
 }
