@@ -44,7 +44,11 @@ func (b *Broker) Detach(c *Client, nc net.Conn, head []byte, sent int64) {
 	d.lastWrite.Store(time.Now().UnixNano())
 	b.dmu.Lock()
 	if b.ctx.Err() != nil {
+		// The broker closed while the opening was written: closeDetached
+		// did not see this stream, so it gets its farewell here.
 		b.dmu.Unlock()
+		_ = nc.SetWriteDeadline(time.Now().Add(min(b.o.WriteTimeout, time.Second)))
+		_, _ = nc.Write(b.farewell())
 		d.close()
 		return
 	}
@@ -78,7 +82,8 @@ func (b *Broker) closeStream(d *detached) {
 }
 
 // closeDetached ends every detached stream, first writing each the
-// farewell (the delay to reconnect after) unless a writer is busy with it.
+// farewell (the delay to reconnect after), waiting for a writer busy with
+// it.
 // The writes share one short deadline, so that stalled clients cannot hold
 // up shutdown.
 func (b *Broker) closeDetached() {
@@ -91,13 +96,27 @@ func (b *Broker) closeDetached() {
 	bye := b.farewell()
 	deadline := time.Now().Add(min(b.o.WriteTimeout, time.Second))
 	for _, d := range all {
-		if d.mu.TryLock() {
+		if lockBy(&d.mu, deadline) {
 			_ = d.nc.SetWriteDeadline(deadline)
 			_, _ = d.nc.Write(bye)
 			d.mu.Unlock()
 		}
 		b.closeStream(d)
 	}
+}
+
+// lockBy takes mu, waiting for it until deadline: a writer holds a
+// stream's lock for one write (with its own deadline), and a stream that a
+// writer was bringing up to date at shutdown must still get its farewell
+// (under load that was the case often enough to lose it).
+func lockBy(mu *sync.Mutex, deadline time.Time) bool {
+	for !mu.TryLock() {
+		if !time.Now().Before(deadline) {
+			return false
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	return true
 }
 
 // enqueue asks a writer to bring d up to date. Each stream is in the queue
