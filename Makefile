@@ -56,6 +56,8 @@ fuzz: ## every fuzz target for FUZZTIME each
 	go test -run '^$$' -fuzz FuzzUnmarshalSnapshot -fuzztime $(FUZZTIME) ./internal/redis
 	go test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./internal/ingest
 	go test -run '^$$' -fuzz FuzzUnquote -fuzztime $(FUZZTIME) ./internal/ingest
+	go test -run '^$$' -fuzz FuzzFormatInstant -fuzztime $(FUZZTIME) ./summary
+	go test -run '^$$' -fuzz FuzzAcceptsEventStream -fuzztime $(FUZZTIME) ./internal/api
 
 build:
 	CGO_ENABLED=0 go build -trimpath -o bin/analyticsd ./cmd/analyticsd
