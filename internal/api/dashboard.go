@@ -1,8 +1,11 @@
 package api
 
 import (
+	"io/fs"
 	"net/http"
+	"path"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/liveanalytics/analyticsd/ui"
 )
@@ -11,8 +14,25 @@ import (
 // anything else under assets/ has a content-hashed name and is cached for
 // a year.
 func dashboard() http.Handler {
-	files := http.FileServer(http.FS(ui.Assets()))
+	assets := ui.Assets()
+	files := http.FileServer(http.FS(assets))
+	missing := notFound()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A path that names no file (or a directory other than the root,
+		// or is not UTF-8, which the file server answered with a
+		// plain-text 500) gets the JSON 404.
+		name := strings.TrimPrefix(path.Clean("/"+r.URL.Path), "/")
+		if name == "" {
+			name = "."
+		}
+		if !utf8.ValidString(r.URL.Path) || !fs.ValidPath(name) {
+			missing.ServeHTTP(w, r)
+			return
+		}
+		if st, err := fs.Stat(assets, name); err != nil || (st.IsDir() && name != ".") {
+			missing.ServeHTTP(w, r) // no directory listings either
+			return
+		}
 		if strings.HasPrefix(r.URL.Path, "/assets/") {
 			w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
 		} else {
