@@ -17,7 +17,7 @@ func TestCachedAnswersAcrossInstances(t *testing.T) {
 	t.Parallel()
 	env := map[string]string{
 		"DATABASE_URL": testenv.PostgresURL(t),
-		"REDIS_PREFIX": testenv.RandomName("test:") + ":",
+		"REDIS_PREFIX": testenv.KeyPrefix(t), // its keys are deleted when the test ends
 	}
 	a := startServer(t, env)
 	b := startServer(t, env)
