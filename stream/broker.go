@@ -350,6 +350,29 @@ func (b *Broker) resync() {
 	}
 }
 
+// waitMidInterval sleeps until the middle of the current refresh interval,
+// or of the next one when that has passed, and returns that interval;
+// false when the broker closes. The background loops that look at every
+// range once per interval (census, watch) run there, away from the
+// boundaries where the refreshes are.
+func (b *Broker) waitMidInterval() (int64, bool) {
+	now := b.o.Now()
+	k := b.tick(now)
+	at := b.tickTime(k).Add(b.o.Interval / 2)
+	if !at.After(now) {
+		k++
+		at = at.Add(b.o.Interval)
+	}
+	timer := time.NewTimer(at.Sub(now))
+	defer timer.Stop()
+	select {
+	case <-b.ctx.Done():
+		return 0, false
+	case <-timer.C:
+		return k, true
+	}
+}
+
 // census counts the distinct live ranges of all instances once per
 // interval, in its middle (away from the boundaries, when the instances
 // are busy, and from small clock differences between them), for
@@ -358,19 +381,9 @@ func (b *Broker) resync() {
 func (b *Broker) census() {
 	defer b.wg.Done()
 	for {
-		now := b.o.Now()
-		k := b.tick(now)
-		at := b.tickTime(k).Add(b.o.Interval / 2)
-		if !at.After(now) {
-			k++
-			at = at.Add(b.o.Interval)
-		}
-		timer := time.NewTimer(at.Sub(now))
-		select {
-		case <-b.ctx.Done():
-			timer.Stop()
+		k, ok := b.waitMidInterval()
+		if !ok {
 			return
-		case <-timer.C:
 		}
 		keys := b.liveKeys()
 		n, err := b.coord.Census(b.ctx, k, keys, 3*b.o.Interval)

@@ -200,18 +200,8 @@ func (b *Broker) watch() {
 	defer b.wg.Done()
 	grace := b.o.overdueGrace()
 	for {
-		now := b.o.Now()
-		j := b.tick(now)
-		at := b.tickTime(j).Add(b.o.Interval / 2)
-		if !at.After(now) {
-			at = at.Add(b.o.Interval)
-		}
-		timer := time.NewTimer(at.Sub(now))
-		select {
-		case <-b.ctx.Done():
-			timer.Stop()
+		if _, ok := b.waitMidInterval(); !ok {
 			return
-		case <-timer.C:
 		}
 		// Interval k's deadline is the start of k+1.
 		k := b.tick(b.o.Now().Add(-grace)) - 1
