@@ -58,20 +58,16 @@ func (g Grain) child() Grain {
 	}
 }
 
-// parents are the grains whose buckets are computed from buckets of g.
+// parents are the grains whose buckets are computed from buckets of g
+// (child read the other way).
 func (g Grain) parents() []Grain {
-	switch g {
-	case Minute:
-		return []Grain{Quarter}
-	case Quarter:
-		return []Grain{Hour, HourAt30, HourAt15}
-	case Hour:
-		return []Grain{Day}
-	case Day:
-		return []Grain{Month}
-	default:
-		return nil
+	var ps []Grain
+	for _, p := range rollOrder {
+		if p.child() == g {
+			ps = append(ps, p)
+		}
 	}
+	return ps
 }
 
 // offset is where the hours of an offset grain start past the UTC hour.
