@@ -3,7 +3,6 @@ package stream_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"net/url"
 	"strings"
 	"sync"
@@ -98,32 +97,6 @@ type summaryData struct {
 	} `json:"data"`
 }
 
-type statusData struct {
-	State      string  `json:"state"`
-	Since      string  `json:"since"`
-	ComputedAt *string `json:"computedAt"`
-	Reason     string  `json:"reason"`
-}
-
-func decode[T any](t *testing.T, s string) T {
-	t.Helper()
-	var v T
-	if err := json.Unmarshal([]byte(s), &v); err != nil {
-		t.Fatalf("%s: %v", s, err)
-	}
-	return v
-}
-
-// instant parses an RFC 3339 instant with milliseconds.
-func instant(t *testing.T, s string) time.Time {
-	t.Helper()
-	at, err := time.Parse("2006-01-02T15:04:05.000Z07:00", s)
-	if err != nil {
-		t.Fatalf("%q is not RFC 3339 with milliseconds: %v", s, err)
-	}
-	return at
-}
-
 // newProxiedEnv is newEnv with PostgreSQL behind a proxy the test cuts.
 func newProxiedEnv(t *testing.T) (*env, *testenv.Proxy) {
 	t.Helper()
@@ -192,11 +165,11 @@ func TestStatusWhileStorageFails(t *testing.T) {
 			if ev.name != "summary" || ev.id == "" {
 				t.Fatalf("client %d, healthy: %+v", i, ev)
 			}
-			last[i] = decode[summaryData](t, ev.data)
+			last[i] = testenv.Decode[summaryData](t, ev.data)
 			if last[i].Stale || last[i].Data.TotalEvents == 0 {
 				t.Fatalf("client %d, healthy: %s", i, ev.data)
 			}
-			instant(t, last[i].ComputedAt)
+			testenv.Millis(t, last[i].ComputedAt)
 		}
 	}
 
@@ -217,14 +190,14 @@ func TestStatusWhileStorageFails(t *testing.T) {
 			}
 			prev = ev.at
 			if ev.name == "summary" {
-				last[i] = decode[summaryData](t, ev.data)
+				last[i] = testenv.Decode[summaryData](t, ev.data)
 				statuses = 0
 				continue
 			}
 			if ev.name != "status" || ev.id != "" {
 				t.Fatalf("client %d during the outage: %+v (a status has no id)", i, ev)
 			}
-			st := decode[statusData](t, ev.data)
+			st := testenv.Decode[testenv.Status](t, ev.data)
 			if st.State == "ok" {
 				statuses = 0
 				continue
@@ -233,7 +206,7 @@ func TestStatusWhileStorageFails(t *testing.T) {
 				st.Reason != stream.ReasonStorage && st.Reason != stream.ReasonOverdue {
 				t.Fatalf("client %d: status %s, want delayed with the last summary's computedAt %s", i, ev.data, last[i].ComputedAt)
 			}
-			if since := instant(t, st.Since); since.Before(instant(t, last[i].ComputedAt)) || since.After(ev.at) {
+			if since := testenv.Millis(t, st.Since); since.Before(testenv.Millis(t, last[i].ComputedAt)) || since.After(ev.at) {
 				t.Fatalf("client %d: since %s, last computed %s, told at %s", i, st.Since, last[i].ComputedAt, ev.at)
 			}
 			if st.Reason == stream.ReasonStorage {
@@ -250,17 +223,17 @@ func TestStatusWhileStorageFails(t *testing.T) {
 	}
 	lr := serve(t, brokers[1], late)
 	ev := lr.next(t, step)
-	if s := decode[summaryData](t, ev.data); ev.name != "summary" || !s.Stale || s.ComputedAt != last[1].ComputedAt || s.Data != last[1].Data {
+	if s := testenv.Decode[summaryData](t, ev.data); ev.name != "summary" || !s.Stale || s.ComputedAt != last[1].ComputedAt || s.Data != last[1].Data {
 		t.Fatalf("late client's first event: %+v", ev)
 	}
-	if ev = lr.next(t, step); ev.name != "status" || decode[statusData](t, ev.data).State != "delayed" {
+	if ev = lr.next(t, step); ev.name != "status" || testenv.Decode[testenv.Status](t, ev.data).State != "delayed" {
 		t.Fatalf("late client's second event: %+v", ev)
 	}
 	// The summary endpoint's fallback: this instance's range, and an
 	// instance without the range (the snapshot stored in Redis).
 	for i, b := range []*stream.Broker{brokers[0], e.stepBroker(t, step)} {
 		body := b.LastSummary(context.Background(), spec)
-		if s := decode[summaryData](t, string(body)); !s.Stale || s.ComputedAt != last[0].ComputedAt || s.Data != last[0].Data {
+		if s := testenv.Decode[summaryData](t, string(body)); !s.Stale || s.ComputedAt != last[0].ComputedAt || s.Data != last[0].Data {
 			t.Fatalf("LastSummary on instance %d: %s", i, body)
 		}
 	}
@@ -273,11 +246,11 @@ func TestStatusWhileStorageFails(t *testing.T) {
 			if ev.name == "summary" {
 				break
 			}
-			if st := decode[statusData](t, ev.data); ev.name != "status" || st.State != "delayed" {
+			if st := testenv.Decode[testenv.Status](t, ev.data); ev.name != "status" || st.State != "delayed" {
 				t.Fatalf("client %d before recovery: %+v", i, ev)
 			}
 		}
-		if s := decode[summaryData](t, ev.data); s.Stale || !instant(t, s.ComputedAt).After(cut) {
+		if s := testenv.Decode[summaryData](t, ev.data); s.Stale || !testenv.Millis(t, s.ComputedAt).After(cut) {
 			t.Fatalf("client %d, first summary after recovery: %s", i, ev.data)
 		}
 		if ev = r.next(t, step); ev.name != "status" || string(ev.data) != `{"state":"ok"}` {
@@ -312,9 +285,9 @@ func TestStatusWhenNoSnapshotArrives(t *testing.T) {
 	// and an "ok" first).
 	for seen, deadline := 0, time.Now().Add(30*interval); seen < 3; {
 		ev := r.next(t, time.Until(deadline))
-		st := statusData{}
+		st := testenv.Status{}
 		if ev.name == "status" {
-			st = decode[statusData](t, ev.data)
+			st = testenv.Decode[testenv.Status](t, ev.data)
 		}
 		if ev.name == "summary" || st.State == "ok" {
 			seen = 0
@@ -341,7 +314,7 @@ func TestNewRangeDuringOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	ev := serve(t, b, c).next(t, 5*time.Second)
-	if st := decode[statusData](t, ev.data); ev.name != "status" || st.State != "delayed" || st.ComputedAt != nil || st.Since == "" {
+	if st := testenv.Decode[testenv.Status](t, ev.data); ev.name != "status" || st.State != "delayed" || st.ComputedAt != nil || st.Since == "" {
 		t.Fatalf("first event of a new range during the outage: %+v", ev)
 	}
 	if body := b.LastSummary(context.Background(), spec); body != nil {

@@ -24,31 +24,6 @@ type liveSummary struct {
 	} `json:"data"`
 }
 
-type liveStatus struct {
-	State      string  `json:"state"`
-	Since      string  `json:"since"`
-	ComputedAt *string `json:"computedAt"`
-	Reason     string  `json:"reason"`
-}
-
-func unmarshal[T any](t *testing.T, s string) T {
-	t.Helper()
-	var v T
-	if err := json.Unmarshal([]byte(s), &v); err != nil {
-		t.Fatalf("%s: %v", s, err)
-	}
-	return v
-}
-
-func parseMillis(t *testing.T, s string) time.Time {
-	t.Helper()
-	at, err := time.Parse("2006-01-02T15:04:05.000Z07:00", s)
-	if err != nil {
-		t.Fatalf("%q is not RFC 3339 with milliseconds: %v", s, err)
-	}
-	return at
-}
-
 // getSummary reads a summary answer with its headers.
 func getSummary(t *testing.T, u string) (int, http.Header, liveSummary) {
 	t.Helper()
@@ -94,11 +69,11 @@ func testStreamDuringOutage(t *testing.T, detach string) {
 		if !ok || ev.event != "summary" {
 			t.Fatalf("healthy: %+v", ev)
 		}
-		last, lastEv = unmarshal[liveSummary](t, ev.data), ev
+		last, lastEv = testenv.Decode[liveSummary](t, ev.data), ev
 		if last.Stale || last.Data.TotalEvents != 23456 {
 			t.Fatalf("healthy summary: %s", ev.data)
 		}
-		parseMillis(t, last.ComputedAt)
+		testenv.Millis(t, last.ComputedAt)
 	}
 	if code, _, b := getSummary(t, liveSummaryURL); code != 200 || b.Stale || b.ComputedAt == "" {
 		t.Fatalf("summary, healthy: %d %+v", code, b)
@@ -122,11 +97,11 @@ func testStreamDuringOutage(t *testing.T, detach string) {
 		}
 		prev = ev.at
 		if ev.event == "summary" {
-			last, lastEv = unmarshal[liveSummary](t, ev.data), ev
+			last, lastEv = testenv.Decode[liveSummary](t, ev.data), ev
 			statuses = 0
 			continue
 		}
-		st := unmarshal[liveStatus](t, ev.data)
+		st := testenv.Decode[testenv.Status](t, ev.data)
 		if ev.event != "status" || ev.id != "" {
 			t.Fatalf("during the outage: %+v, want a status without id", ev)
 		}
@@ -134,7 +109,7 @@ func testStreamDuringOutage(t *testing.T, detach string) {
 			statuses = 0
 			continue
 		}
-		if st.State != "delayed" || st.ComputedAt == nil || *st.ComputedAt != last.ComputedAt || parseMillis(t, st.Since).After(ev.at) ||
+		if st.State != "delayed" || st.ComputedAt == nil || *st.ComputedAt != last.ComputedAt || testenv.Millis(t, st.Since).After(ev.at) ||
 			st.Reason != "storage_unavailable" && st.Reason != "refresh_overdue" {
 			t.Fatalf("during the outage: %+v, want a status delayed with the last summary's computedAt %s", ev, last.ComputedAt)
 		}
@@ -164,10 +139,10 @@ func testStreamDuringOutage(t *testing.T, detach string) {
 	// snapshot's id as Last-Event-ID, the status only.
 	fresh := openStream(t, s.base+live, "")
 	ev, ok := fresh.nextNamed(t, time.After(step))
-	if sum := unmarshal[liveSummary](t, ev.data); !ok || ev.event != "summary" || ev.id != lastEv.id || !sum.Stale || sum.ComputedAt != last.ComputedAt {
+	if sum := testenv.Decode[liveSummary](t, ev.data); !ok || ev.event != "summary" || ev.id != lastEv.id || !sum.Stale || sum.ComputedAt != last.ComputedAt {
 		t.Fatalf("a new stream during the outage: %+v, want the stale snapshot %s", ev, lastEv.id)
 	}
-	if ev, ok = fresh.nextNamed(t, time.After(step)); !ok || ev.event != "status" || unmarshal[liveStatus](t, ev.data).State != "delayed" {
+	if ev, ok = fresh.nextNamed(t, time.After(step)); !ok || ev.event != "status" || testenv.Decode[testenv.Status](t, ev.data).State != "delayed" {
 		t.Fatalf("a new stream during the outage, second event: %+v", ev)
 	}
 	resumed := openStream(t, s.base+live, lastEv.id)
@@ -186,11 +161,11 @@ func testStreamDuringOutage(t *testing.T, detach string) {
 			if ev.event == "summary" {
 				break
 			}
-			if st := unmarshal[liveStatus](t, ev.data); ev.event != "status" || st.State != "delayed" {
+			if st := testenv.Decode[testenv.Status](t, ev.data); ev.event != "status" || st.State != "delayed" {
 				t.Fatalf("stream %d before recovery: %+v", i, ev)
 			}
 		}
-		if sum := unmarshal[liveSummary](t, ev.data); sum.Stale || !parseMillis(t, sum.ComputedAt).After(cut) {
+		if sum := testenv.Decode[liveSummary](t, ev.data); sum.Stale || !testenv.Millis(t, sum.ComputedAt).After(cut) {
 			t.Fatalf("stream %d, the first summary after the outage: %s", i, ev.data)
 		}
 		if ev, ok = c.nextNamed(t, time.After(step)); !ok || ev.event != "status" || ev.data != `{"state":"ok"}` {
